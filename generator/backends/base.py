@@ -1,0 +1,167 @@
+"""The one teacher interface every backend implements.
+
+A backend turns requests (a prompt, the sample indices wanted, sampling params) into
+completions with token counts. Sample ``i`` of a prompt is meant to be a pure function
+of (model, prompt, params, seed, i): backends derive their random seeds from
+:func:`sample_seed` / :func:`request_seed`, so a resumed run or a different batch size
+reproduces the same samples where the engine allows it (transformers and vLLM do;
+remote APIs only on a best-effort basis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Union
+
+Message = dict[str, str]
+Prompt = Union[str, list[Message]]  # text (completion mode) or chat messages
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings shared by all backends (vLLM's names and stop semantics).
+
+    ``stop`` strings end a completion; the matched string is cut from the text unless
+    ``include_stop`` is set. ``top_k=0`` means no top-k filtering.
+    """
+
+    max_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    include_stop: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def key(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass
+class Completion:
+    text: str
+    completion_tokens: int
+    finish_reason: str = "stop"  # "stop" (EOS or a stop string) or "length"
+
+
+@dataclass
+class Request:
+    prompt: Prompt
+    params: SamplingParams
+    indices: tuple[int, ...]  # which samples of this prompt are wanted (0-based)
+    n: int = 0  # how many samples the caller wants in all (>= max(indices) + 1)
+
+    def __post_init__(self) -> None:
+        self.indices = tuple(self.indices)
+        if not self.indices:
+            raise ValueError("a request must ask for at least one sample")
+        self.n = max(self.n, max(self.indices) + 1)
+
+
+@dataclass
+class Result:
+    completions: list[Completion]  # one per requested index, in request order
+    prompt_tokens: int = 0  # the prompt counted once, as APIs bill it
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    samples: int = 0
+
+    def add(self, other: "Usage") -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.requests += other.requests
+        self.samples += other.samples
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A stable string form of a prompt, for cache keys and logs."""
+    if isinstance(prompt, str):
+        return prompt
+    return json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+
+
+def _hash_int(*parts: Any) -> int:
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode())
+    return int.from_bytes(h.digest()[:8], "big") & ((1 << 63) - 1)
+
+
+def request_seed(prompt: Prompt, params: SamplingParams) -> int:
+    """Seed for all samples of one prompt drawn together (vLLM ``n=k``, API ``n``)."""
+    return _hash_int("request", prompt_text(prompt), params.key())
+
+
+def sample_seed(prompt: Prompt, params: SamplingParams, index: int) -> int:
+    """Seed for sample ``index`` of one prompt drawn on its own."""
+    return _hash_int("sample", prompt_text(prompt), params.key(), index)
+
+
+def apply_stop(text: str, stop: Sequence[str], include_stop: bool) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop string. Returns (text, whether a stop matched)."""
+    best = -1
+    best_s = ""
+    for s in stop:
+        if not s:
+            continue
+        i = text.find(s)
+        if i != -1 and (best == -1 or i < best):
+            best, best_s = i, s
+    if best == -1:
+        return text, False
+    return (text[: best + len(best_s)] if include_stop else text[:best]), True
+
+
+class Backend:
+    """Base class of teacher backends.
+
+    Subclasses implement :meth:`generate_requests`; heavy imports (torch, vllm, openai)
+    happen in ``__init__`` or later, never at module import.
+    """
+
+    name: str = "backend"
+    #: how many requests the caller should hand over at once (None: all of a shard,
+    #: which lets vLLM schedule everything in one ``generate()`` call)
+    chunk_size: int | None = None
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the model for cache keys and the run manifest."""
+        raise NotImplementedError
+
+    def generate_requests(self, requests: list[Request]) -> list[Result]:
+        raise NotImplementedError
+
+    def generate(self, prompts: Sequence[Prompt], n: int, params: SamplingParams) -> list[list[Completion]]:
+        """Convenience form: ``n`` completions for each prompt."""
+        reqs = [Request(p, params, tuple(range(n)), n) for p in prompts]
+        return [r.completions for r in self.generate_requests(reqs)]
+
+    def close(self) -> None:
+        """Release the model / engine / connections. Safe to call twice."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
