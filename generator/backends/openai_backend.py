@@ -1,0 +1,242 @@
+"""Teacher backend for any OpenAI-compatible endpoint: OpenAI itself or a ``vllm serve`` server.
+
+Requests run concurrently (at most ``concurrency`` in flight) on an event loop the backend
+owns, so the sync caller just calls :meth:`OpenAIBackend.generate_requests` repeatedly.
+The openai client's own retries are off: this module retries 429 / 5xx / timeouts /
+dropped connections itself with full-jitter backoff, and raises
+:class:`~distill.errors.TeacherError` for anything it cannot recover from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlparse
+
+from distill.errors import DistillError, TeacherError
+from distill.generator.backends.base import (
+    Backend, Completion, Prompt, Request, Result, SamplingParams, apply_stop, request_seed, sample_seed,
+)
+
+log = logging.getLogger(__name__)
+
+OPENAI_HOST = "api.openai.com"
+MAX_API_STOPS = 4  # OpenAI (and vLLM's server) reject more than four stop strings
+RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+_N_WORD = re.compile(r"(?<![\w.-])['\"`]?n['\"`]?(?![\w.-])")
+
+
+class _NRefused(Exception):
+    """The endpoint will not sample n > 1 completions in one request."""
+
+
+class OpenAIBackend(Backend):
+    """Teacher behind an OpenAI-compatible HTTP API.
+
+    ``mode="completion"`` needs text prompts (``/v1/completions``); ``mode="chat"`` sends
+    chat messages (``/v1/chat/completions``) and wraps a text prompt as one user message.
+    ``vllm_extensions`` (default: on unless the host is api.openai.com) sends vLLM's
+    ``include_stop_str_in_output``, ``top_k`` and ``return_token_ids`` (exact per-sample token
+    counts); without them counts are the billed total shared out by text length.
+    Reproducibility is best-effort: a request for several samples is sent once with ``n`` and
+    the ``request_seed`` (vLLM gives its sample j the seed + j); single samples, greedy ones, and
+    all samples once the endpoint has refused ``n > 1`` go one request each with ``sample_seed``.
+    """
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 mode: str = "completion", concurrency: int = 8, timeout: float = 60.0,
+                 max_retries: int = 6, backoff_base: float = 0.5, backoff_max: float = 30.0,
+                 vllm_extensions: bool | None = None) -> None:
+        from openai import AsyncOpenAI
+
+        if mode not in ("completion", "chat"):
+            raise DistillError(f"teacher.mode must be 'completion' or 'chat', got {mode!r}")
+        if concurrency < 1 or timeout <= 0 or max_retries < 0:
+            raise DistillError("teacher: concurrency >= 1, timeout > 0 and max_retries >= 0 are required")
+        is_openai = (urlparse(base_url).hostname if base_url else OPENAI_HOST) == OPENAI_HOST
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            if is_openai:
+                raise DistillError(f"The OpenAI API needs a key: set the {api_key_env} environment variable.")
+            api_key = "EMPTY"  # local servers (vllm serve) accept any key unless started with --api-key
+        self.model, self.base_url, self.mode = model, base_url, mode
+        self.endpoint = base_url or f"https://{OPENAI_HOST}/v1"
+        self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.vllm_extensions = (not is_openai) if vllm_extensions is None else vllm_extensions
+        self.chunk_size = concurrency * 4
+        self.n_supported = True  # set False for good once the endpoint refuses n > 1
+        self._loop = asyncio.new_event_loop()
+        # Our hard timeout (asyncio.wait_for) ends a request; httpx's is a backstop.
+        self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout + 5)
+        self._closed = False
+
+    @property
+    def model_id(self) -> str:
+        return f"openai:{self.base_url or OPENAI_HOST}:{self.model}"
+
+    def generate_requests(self, requests: list[Request]) -> list[Result]:
+        """One :class:`Result` per request, in order; raises TeacherError if any request fails."""
+        if self._closed:
+            raise DistillError("OpenAIBackend.generate_requests called after close()")
+        if self.mode == "completion" and any(not isinstance(r.prompt, str) for r in requests):
+            raise DistillError("teacher.mode 'completion' needs text prompts; use mode 'chat' for chat messages")
+        return self._run(self._generate_all(requests))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._run(self._client.close())
+        finally:
+            self._loop.close()
+
+    def _run(self, coro: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._loop.run_until_complete(coro)
+        # Called from async code (a notebook): our loop cannot nest in that one, so drive it
+        # on a helper thread while the caller waits.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(self._loop.run_until_complete, coro).result()
+
+    async def _generate_all(self, requests: list[Request]) -> list[Result]:
+        sem = asyncio.Semaphore(self.concurrency)
+        tasks = [asyncio.ensure_future(self._one(r, sem)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:  # leave nothing running on our loop between calls
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _one(self, req: Request, sem: asyncio.Semaphore) -> Result:
+        k = len(req.indices)
+        # Greedy samples go one by one: vLLM refuses n > 1 with temperature 0.
+        if k > 1 and self.n_supported and req.params.temperature > 0:
+            try:
+                resp = await self._call(req.prompt, req.params, k, request_seed(req.prompt, req.params), sem)
+                if len(resp.choices) >= k:
+                    return Result(self._completions(resp, req.params, k), _usage(resp, "prompt_tokens"))
+                reason = f"returned {len(resp.choices)} choices for n={k}"
+            except _NRefused as e:
+                reason = str(e)
+            if self.n_supported:
+                log.warning("%s does not sample n > 1 (%s); sending one request per sample", self.endpoint, reason)
+            self.n_supported = False
+        resps = await asyncio.gather(*(
+            self._call(req.prompt, req.params, 1, sample_seed(req.prompt, req.params, i), sem) for i in req.indices))
+        return Result([self._completions(r, req.params, 1)[0] for r in resps], _usage(resps[0], "prompt_tokens"))
+
+    def _body(self, prompt: Prompt, params: SamplingParams, n: int, seed: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "n": n, "seed": seed,
+                                "temperature": params.temperature, "top_p": params.top_p}
+        if self.mode == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+            body["max_completion_tokens"] = params.max_tokens
+        else:
+            body["prompt"], body["max_tokens"] = prompt, params.max_tokens
+        # Server-side stops only where the server can honour them exactly; else cut here.
+        if params.stop and len(params.stop) <= MAX_API_STOPS and (self.vllm_extensions or not params.include_stop):
+            body["stop"] = list(params.stop)
+        if self.vllm_extensions:
+            body["extra_body"] = {"include_stop_str_in_output": params.include_stop,
+                                  "top_k": params.top_k or -1, "return_token_ids": True}
+        return body
+
+    async def _call(self, prompt: Prompt, params: SamplingParams, n: int, seed: int, sem: asyncio.Semaphore) -> Any:
+        """One API call with retries; raises _NRefused, or TeacherError when it gives up."""
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
+
+        create = self._client.chat.completions.create if self.mode == "chat" else self._client.completions.create
+        body = self._body(prompt, params, n, seed)
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            wait = None
+            async with sem:
+                try:
+                    return await asyncio.wait_for(create(**body), self.timeout)
+                except (asyncio.TimeoutError, APITimeoutError):
+                    last = f"no answer within {self.timeout:g} s"
+                except APIConnectionError as e:
+                    last = f"connection failed ({e.__cause__ or e})"
+                except APIStatusError as e:
+                    status, msg = e.status_code, _server_message(e)
+                    if status == 400 and n > 1 and (e.param == "n" or _N_WORD.search(msg)):
+                        raise _NRefused(f"HTTP 400: {msg}") from None
+                    if status not in RETRY_STATUS and status < 500:
+                        raise TeacherError(f"Teacher endpoint {self.endpoint} refused the request "
+                                           f"(HTTP {status}): {msg}") from None
+                    last, wait = f"HTTP {status}: {msg}", _retry_after(e.response.headers)
+            if attempt == self.max_retries:
+                break
+            cap = min(self.backoff_max, self.backoff_base * 2**attempt)
+            delay = min(wait, self.backoff_max) if wait is not None else random.uniform(0, cap)
+            log.info("%s: %s; retry %d/%d in %.2f s", self.endpoint, last, attempt + 1, self.max_retries, delay)
+            await asyncio.sleep(delay)
+        raise TeacherError(f"Teacher endpoint {self.endpoint} failed {self.max_retries + 1} times; last error: "
+                           f"{last}. Finished samples are kept: rerun the same command to resume.")
+
+    def _completions(self, resp: Any, params: SamplingParams, k: int) -> list[Completion]:
+        choices = sorted(resp.choices, key=lambda c: c.index)[:k]
+        if len(choices) < k:
+            raise TeacherError(f"Teacher endpoint {self.endpoint} returned {len(choices)} choices, expected {k}")
+        texts = [(c.message.content or "") if self.mode == "chat" else c.text for c in choices]
+        ids = [getattr(c, "token_ids", None) for c in choices]
+        if all(isinstance(t, list) for t in ids):
+            counts = [len(t) for t in ids]
+        else:  # the usage total is all we have (and all the same choices of a request share it)
+            counts = _split(_usage(resp, "completion_tokens"), texts)
+        out = []
+        for c, text, count in zip(choices, texts, counts):
+            text, cut = apply_stop(text, params.stop, params.include_stop)
+            finish = "length" if c.finish_reason == "length" and not cut else "stop"
+            out.append(Completion(text, count, finish))
+        return out
+
+
+def _usage(resp: Any, field: str) -> int:
+    return int(getattr(resp.usage, field, 0) or 0) if resp.usage else 0
+
+
+def _split(total: int, texts: list[str]) -> list[int]:
+    """Share ``total`` out in proportion to text length; the parts sum to ``total``."""
+    weights = [len(t) + 1 for t in texts]
+    exact = [total * w / sum(weights) for w in weights]
+    parts = [int(x) for x in exact]
+    for i in sorted(range(len(texts)), key=lambda i: parts[i] - exact[i])[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def _server_message(e: Any) -> str:
+    body = e.body
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(body) if body else e.message
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from a Retry-After header (a number or an HTTP date), if any."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

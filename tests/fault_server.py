@@ -1,0 +1,197 @@
+"""A fake OpenAI-compatible server for tests, with scripted faults.
+
+Speaks just enough of ``/v1/completions`` and ``/v1/chat/completions`` to return
+deterministic completions with ``usage``. Each incoming request takes the next entry of
+``faults`` (or ``default_fault`` once the script is used up):
+
+- ``None``/``"ok"``: answer normally;
+- ``"429"``, ``"429:0.3"`` (with ``Retry-After: 0.3``), ``"500"``, ``"503"``, ``"401"``, ``"400"``:
+  an error response with an OpenAI-style JSON error body;
+- ``"hang"``: wait ``hang_s`` (longer than the client's timeout), then answer;
+- ``"drop"``: close the connection without a response;
+- ``"drop_mid_body"``: send headers and half the body, then close.
+
+Independent of the script, ``refuse_n`` answers every n > 1 with HTTP 400 "n must be 1", and
+``max_choices`` caps the choices returned. The server records every request (path and JSON
+body) and the most requests it had in flight at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def fake_text(prompt: str, seed: int, i: int, tag: str = "") -> str:
+    """The completion the server gives for sample ``i`` of a request (deterministic)."""
+    return f"{tag}{prompt[-12:]}|s{seed % 1000}|{i} alpha beta END gamma delta"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # broken pipes after a client timeout or a dropped connection are the point
+
+
+class FaultServer:
+    def __init__(self, delay: float = 0.0, hang_s: float = 2.0) -> None:
+        self.faults: list[str | None] = []
+        self.default_fault: str | None = None
+        self.refuse_n = False
+        self.max_choices: int | None = None
+        self.delay = delay  # seconds each normal answer takes (lets requests overlap)
+        self.hang_s = hang_s
+        self.requests: list[tuple[str, dict]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    def script(self, *faults: str | None) -> "FaultServer":
+        self.faults = list(faults)
+        return self
+
+    def start(self) -> "FaultServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()  # wakes hanging handlers
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "FaultServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _next_fault(self, path: str, body: dict) -> str | None:
+        with self._lock:
+            self.requests.append((path, body))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            fault = self.faults.pop(0) if self.faults else self.default_fault
+        if self.refuse_n and body.get("n", 1) > 1:
+            return "400:n"
+        return fault
+
+    def _done(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def answer(self, path: str, body: dict) -> dict:
+        """A normal response body for a request."""
+        chat = path.endswith("/chat/completions")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        n = body.get("n", 1)
+        if self.max_choices is not None:
+            n = min(n, self.max_choices)
+        texts = [fake_text(prompt, body.get("seed") or 0, i, "chat:" if chat else "") for i in range(n)]
+        stops = body.get("stop") or []
+        finish = []
+        for j, t in enumerate(texts):  # stop strings, vLLM-style (include_stop_str_in_output)
+            hits = [(t.find(s), s) for s in stops if s in t]
+            if hits:
+                pos, s = min(hits)
+                texts[j] = t[: pos + len(s)] if body.get("include_stop_str_in_output") else t[:pos]
+            finish.append("stop" if hits else "length")
+        tokens = [len(t.split()) for t in texts]
+        choices = []
+        for i, (t, f, k) in enumerate(zip(texts, finish, tokens)):
+            c: dict = {"index": i, "finish_reason": f, "logprobs": None}
+            if chat:
+                c["message"] = {"role": "assistant", "content": t}
+            else:
+                c["text"] = t
+            if body.get("return_token_ids"):
+                c["token_ids"] = list(range(k))
+            choices.append(c)
+        return {"id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion",
+                "created": 0, "model": body.get("model", "fake"), "choices": choices,
+                "usage": {"prompt_tokens": len(str(prompt).split()), "completion_tokens": sum(tokens),
+                          "total_tokens": len(str(prompt).split()) + sum(tokens)}}
+
+
+def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:  # keep test output quiet
+            pass
+
+        def _json(self, status: int, payload: dict, headers: dict | None = None) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str, headers: dict | None = None, param: str | None = None) -> None:
+            self._json(status, {"error": {"message": message, "type": "fake_error", "param": param,
+                                          "code": status}}, headers)
+
+        def do_GET(self) -> None:
+            self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            fault = server._next_fault(self.path, body)
+            try:
+                self._serve(fault, body)
+            finally:
+                server._done()
+
+        def _serve(self, fault: str | None, body: dict) -> None:
+            if self.path not in ("/v1/completions", "/v1/chat/completions"):
+                return self._error(404, f"no route {self.path}")
+            if fault in (None, "ok"):
+                if server.delay:
+                    server._stop.wait(server.delay)
+                return self._json(200, server.answer(self.path, body))
+            if fault == "hang":
+                server._stop.wait(server.hang_s)
+                return self._json(200, server.answer(self.path, body))
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
+            if fault == "drop_mid_body":
+                data = json.dumps(server.answer(self.path, body)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
+            if fault == "400:n":
+                return self._error(400, "n must be 1 for this model")
+            status, _, retry_after = fault.partition(":")
+            headers = {"Retry-After": retry_after} if retry_after else None
+            messages = {"400": "invalid request: temperature is weird", "401": "Incorrect API key provided",
+                        "429": "Rate limit reached", "500": "internal error", "503": "overloaded"}
+            return self._error(int(status), messages.get(status, "fault"), headers)
+
+    return Handler
