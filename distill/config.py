@@ -147,7 +147,14 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set teacher.batch_size=16")
         key, raw = item.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        # "about {topic}: {text}" parses as a YAML mapping; only explicit [..] / {..} are collections
+        if isinstance(value, (dict, list)) and not raw.strip().startswith(("[", "{")):
+            value = raw
+        out.append((key.strip(), value))
     return out
 
 
