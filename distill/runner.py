@@ -23,7 +23,7 @@ from distill import __version__
 from distill.cache import RequestCache
 from distill.config import RunConfig, dump_config
 from distill.errors import BudgetExhausted, ConfigError
-from distill.shards import ShardStore, atomic_write_json
+from distill.shards import ShardStore, atomic_write, atomic_write_json
 
 #: config fields that decide what is generated; a rerun into the same output folder
 #: must agree on them (batch size, device, budget and the like may change).
@@ -135,7 +135,7 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
                     "versions": versions(), "shards_total": n_shards, "command": sys.argv,
                 }
                 atomic_write_json(out / "manifest.json", manifest)
-                (out / "config.yaml").write_text(dump_config(cfg))
+                atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
                 bar = None
                 if progress:
                     from tqdm import tqdm

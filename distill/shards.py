@@ -89,7 +89,11 @@ class ShardStore:
             def w(f: BinaryIO) -> None:
                 pq.write_table(table, f)
         atomic_write(self.data_path(i), w)
-        atomic_write_json(self.marker_path(i), {"shard": i, "records": len(records), **(info or {})})
+        try:
+            atomic_write_json(self.marker_path(i), {"shard": i, "records": len(records), **(info or {})})
+        except BaseException:
+            self.data_path(i).unlink(missing_ok=True)  # no data without its marker when the marker fails
+            raise
 
     def read(self, i: int) -> list[Record]:
         path = self.data_path(i)
