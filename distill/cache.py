@@ -14,6 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from distill.errors import DistillError
 from distill.generator.backends.base import Completion, Prompt, SamplingParams, prompt_text
 
 
@@ -48,11 +49,17 @@ class RequestCache:
     def put_many(self, rows: list[tuple[str, Completion, int]]) -> None:
         """Store (key, completion, prompt tokens billed with it) rows in one transaction."""
         now = time.time()
-        with self.db:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
-                [(k, c.text, c.completion_tokens, c.finish_reason, pt, now) for k, c, pt in rows],
-            )
+        try:
+            with self.db:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+                    [(k, c.text, c.completion_tokens, c.finish_reason, pt, now) for k, c, pt in rows],
+                )
+        except sqlite3.OperationalError as e:
+            if "full" in str(e):
+                raise DistillError(f"disk full while writing the request cache {self.path}. Finished shards and "
+                                   f"earlier cached completions are intact; free some space and rerun to resume.") from e
+            raise
 
     def totals(self) -> tuple[int, int]:
         """(prompt tokens, completion tokens) paid for over the whole run so far."""

@@ -10,13 +10,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distill.errors import ConfigError
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_nested_defaults(cls, data: Any) -> Any:
+        """A partly given section keeps the field's own default for the rest: setting
+        ``task.continuation.max_tokens`` must not reset its temperature to Sampling's."""
+        if not isinstance(data, dict):
+            return data
+        for name, f in cls.model_fields.items():
+            d, given = f.default, data.get(name)
+            if isinstance(d, BaseModel) and isinstance(given, dict) and given.get("name", getattr(d, "name", None)) \
+                    == getattr(d, "name", None):
+                data = {**data, name: {**d.model_dump(), **given}}
+        return data
 
 
 class Sampling(Strict):

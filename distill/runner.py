@@ -91,105 +91,135 @@ def _check_resume(out: Path, cfg: RunConfig) -> None:
             f"the two; use another output_dir, or delete {out} to start over.")
 
 
+def _budget(b) -> "Budget":
+    from distill.generator.teacher import Budget
+
+    if b.max_cost is not None and not (b.price_per_million_prompt_tokens or b.price_per_million_completion_tokens):
+        raise ConfigError("budget.max_cost needs budget.price_per_million_prompt_tokens and/or "
+                          "budget.price_per_million_completion_tokens")
+    return Budget(b.max_completion_tokens, b.max_cost, b.price_per_million_prompt_tokens,
+                  b.price_per_million_completion_tokens)
+
+
 def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int = 0, world_size: int = 1) -> GenerateSummary:
     """Generate every unfinished shard of ``cfg``'s run. ``backend`` may be passed in
     (tests, or a caller reusing a loaded model); otherwise it is built from the config
     and closed at the end."""
     from distill.generator.backends import make_backend
-    from distill.generator.stage import TeacherStage
     from distill.generator.tasks import build_task
-    from distill.generator.teacher import Budget, Teacher
 
     t0 = time.perf_counter()
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, cfg)
+    budget = _budget(cfg.budget)
     task = build_task(cfg.task.model_copy(deep=True), cfg.seed)
     seeds = task.seeds()  # seed files are read and checked before any model is loaded
     per = cfg.shards.items_per_shard
     n_shards = math.ceil(len(seeds) / per)
     store = ShardStore(out / "shards", cfg.shards.format)
     todo = [i for i in range(n_shards) if i % world_size == rank and not store.is_done(i)]
-
-    b = cfg.budget
-    budget = Budget(b.max_completion_tokens, b.max_cost, b.price_per_million_prompt_tokens,
-                    b.price_per_million_completion_tokens)
-    if b.max_cost is not None and not (b.price_per_million_prompt_tokens or b.price_per_million_completion_tokens):
-        raise ConfigError("budget.max_cost needs budget.price_per_million_prompt_tokens and/or "
-                          "budget.price_per_million_completion_tokens")
-    status, message = "complete", ""
-    cache = RequestCache(out / "cache.sqlite")
-    written = 0
-    usage_now = None
-    cached_now = 0
-    gen_seconds = 0.0
-    try:
-        if todo:
-            own_backend = backend is None
-            backend = backend or make_backend(cfg.teacher)
+    status, message, written, teacher = "complete", "", 0, None
+    if todo:
+        own_backend = backend is None
+        backend = backend or make_backend(cfg.teacher)  # a missing model fails here, before anything is written
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            task.resolve_defaults(backend)
+            manifest = {
+                "status": "running", "fingerprint": fingerprint(cfg), "config": cfg.model_dump(mode="json"),
+                "resolved_task": task.cfg.model_dump(mode="json"), "teacher_model_id": backend.model_id,
+                "versions": versions(), "shards_total": n_shards, "command": sys.argv,
+            }
+            atomic_write_json(out / "manifest.json", manifest)
+            atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
+            cache = RequestCache(out / "cache.sqlite")
             try:
-                task.resolve_defaults(backend)
-                manifest = {
-                    "status": "running", "fingerprint": fingerprint(cfg), "config": cfg.model_dump(mode="json"),
-                    "resolved_task": task.cfg.model_dump(mode="json"), "teacher_model_id": backend.model_id,
-                    "versions": versions(), "shards_total": n_shards, "command": sys.argv,
-                }
-                atomic_write_json(out / "manifest.json", manifest)
-                atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
-                bar = None
-                if progress:
-                    from tqdm import tqdm
-
-                    per_seed = getattr(task.cfg, "k", 1) + (1 if task.cfg.name == "paraphrase_pairs" else 0)
-                    bar = tqdm(total=sum(min(per, len(seeds) - i * per) for i in todo) * per_seed, unit="sample",
-                               desc=f"generate {len(todo)} shard(s)", dynamic_ncols=True)
-                teacher = Teacher(backend, cache, budget, progress=bar)
-                stage = TeacherStage(task, teacher)
+                teacher = _make_teacher(backend, cache, budget, task, seeds, per, todo, progress)
                 try:
-                    for i in todo:
-                        task.counts.clear()
-                        before = teacher.usage.completion_tokens, teacher.usage.prompt_tokens
-                        records = list(stage.run(seeds[i * per : (i + 1) * per]))
-                        store.write(i, records, {
-                            "counts": dict(task.counts),
-                            "completion_tokens_paid": teacher.usage.completion_tokens - before[0],
-                            "prompt_tokens_paid": teacher.usage.prompt_tokens - before[1],
-                            "seeds": [seeds[i * per].id, seeds[min((i + 1) * per, len(seeds)) - 1].id],
-                        })
-                        written += 1
-                except BudgetExhausted as e:
-                    status = "budget_exhausted"
-                    message = f"{e}. Finished shards are kept; raise the budget and rerun to continue."
+                    written, stopped = _generate_shards(task, teacher, seeds, per, todo, store)
+                    if stopped:
+                        status = "budget_exhausted"
+                        message = f"{stopped}. Finished shards are kept; raise the budget and rerun to continue."
                 finally:
-                    if bar is not None:
-                        bar.close()
-                    usage_now, cached_now, gen_seconds = teacher.usage, teacher.cached_samples, teacher.gen_seconds
+                    if teacher.progress is not None:
+                        teacher.progress.close()
             finally:
-                if own_backend:
-                    backend.close()
-        done = store.done_indices()
-        counts: Counter[str] = Counter()
-        records = 0
-        for i in done:
-            m = store.marker(i)
-            counts.update(m.get("counts", {}))
-            records += m["records"]
+                cache.close()
+        finally:
+            if own_backend:
+                backend.close()
+    return _summarize(out, store, n_shards, budget, status, message, written, teacher, todo, world_size, t0)
+
+
+def _make_teacher(backend, cache, budget, task, seeds, per, todo, progress):
+    """The cached, budgeted teacher, with a progress bar over the samples still to make."""
+    from distill.generator.teacher import Teacher
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        per_seed = getattr(task.cfg, "k", 1) + (1 if task.cfg.name == "paraphrase_pairs" else 0)
+        bar = tqdm(total=sum(min(per, len(seeds) - i * per) for i in todo) * per_seed, unit="sample",
+                   desc=f"generate {len(todo)} shard(s)", dynamic_ncols=True)
+    return Teacher(backend, cache, budget, progress=bar)
+
+
+def _generate_shards(task, teacher, seeds, per, todo, store: ShardStore) -> tuple[int, str | None]:
+    """Generate and write each shard in ``todo``. Returns (shards written, why the
+    budget stopped the run or None)."""
+    from distill.generator.stage import TeacherStage
+
+    stage = TeacherStage(task, teacher)
+    written = 0
+    for i in todo:
+        task.counts.clear()
+        before = teacher.usage.completion_tokens, teacher.usage.prompt_tokens
+        try:
+            records = list(stage.run(seeds[i * per : (i + 1) * per]))
+        except BudgetExhausted as e:
+            return written, str(e)
+        store.write(i, records, {
+            "counts": dict(task.counts),
+            "completion_tokens_paid": teacher.usage.completion_tokens - before[0],
+            "prompt_tokens_paid": teacher.usage.prompt_tokens - before[1],
+            "seeds": [seeds[i * per].id, seeds[min((i + 1) * per, len(seeds)) - 1].id],
+        })
+        written += 1
+    return written, None
+
+
+def _summarize(out: Path, store: ShardStore, n_shards: int, budget, status: str, message: str, written: int,
+               teacher, todo: list[int], world_size: int, t0: float) -> GenerateSummary:
+    """Totals over every finished shard (earlier runs included) and the cache's ledger."""
+    done = store.done_indices()
+    counts: Counter[str] = Counter()
+    records = 0
+    for i in done:
+        m = store.marker(i)
+        counts.update(m.get("counts", {}))
+        records += m["records"]
+    paid_p = paid_c = 0
+    if (out / "cache.sqlite").is_file():
+        cache = RequestCache(out / "cache.sqlite")
         paid_p, paid_c = cache.totals()
-    finally:
         cache.close()
     if status == "complete" and len(done) < n_shards and world_size == 1:
         status = "incomplete"
+    usage = teacher.usage if teacher else None
+    secs = teacher.gen_seconds if teacher else 0.0
     summary = GenerateSummary(
         output_dir=str(out), status=status, shards_total=n_shards, shards_done=len(done), shards_written_now=written,
         records=records, prompt_tokens_paid=paid_p, completion_tokens_paid=paid_c, cost=budget.cost(paid_p, paid_c),
-        cached_samples_now=cached_now, seconds=round(time.perf_counter() - t0, 2),
-        tokens_per_second_now=round(usage_now.completion_tokens / gen_seconds, 2) if usage_now and gen_seconds else 0.0,
+        cached_samples_now=teacher.cached_samples if teacher else 0, seconds=round(time.perf_counter() - t0, 2),
+        tokens_per_second_now=round(usage.completion_tokens / secs, 2) if usage and secs else 0.0,
         counts=dict(counts), message=message or ("nothing to do: every shard was already finished" if not todo else ""),
     )
-    mpath = out / "manifest.json"
-    if mpath.is_file():
-        manifest = json.loads(mpath.read_text())
-        manifest.update(status=status, summary=summary.as_dict())
-        atomic_write_json(mpath, manifest)
-    atomic_write_json(out / "generate_stats.json", summary.as_dict())
+    if out.is_dir():
+        mpath = out / "manifest.json"
+        if mpath.is_file():
+            manifest = json.loads(mpath.read_text())
+            manifest.update(status=status, summary=summary.as_dict())
+            atomic_write_json(mpath, manifest)
+        atomic_write_json(out / "generate_stats.json", summary.as_dict())
     return summary

@@ -125,3 +125,13 @@ def test_request_needs_indices():
     with pytest.raises(ValueError):
         Request("p", P, ())
     assert Request("p", P, (4,)).n == 5
+
+
+def test_partial_sections_keep_their_own_defaults(tmp_path):
+    cfg = load_config(None, ["task.continuation.max_tokens=24", "teacher.vllm.max_num_seqs=3"])
+    assert (cfg.task.continuation.max_tokens, cfg.task.continuation.temperature, cfg.task.continuation.top_p) == (24, 0.7, 0.9)
+    assert cfg.task.context.temperature == 1.0 and cfg.teacher.vllm.gpu_memory_utilization == 0.9
+    f = tmp_path / "t.yaml"
+    f.write_text("task:\n  name: template\n  inputs: in.txt\n  prompt: 'Summarize: {text}'\n  sampling:\n    max_tokens: 9\n")
+    t = load_config(f).task
+    assert t.name == "template" and t.sampling.max_tokens == 9

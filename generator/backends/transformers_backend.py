@@ -58,11 +58,11 @@ class TransformersBackend(Backend):
 
     def __init__(self, model: str | None = None, device: str = "auto", dtype: str = "auto",
                  batch_size: int = 32, trust_remote_code: bool = False) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.path = resolve_model(model)  # a missing model fails here, before the heavy imports
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.path = resolve_model(model)
         self.device = _pick_device(device)
         self.batch_size = batch_size
         self.chunk_size = batch_size * 4
