@@ -135,3 +135,14 @@ def test_partial_sections_keep_their_own_defaults(tmp_path):
     f.write_text("task:\n  name: template\n  inputs: in.txt\n  prompt: 'Summarize: {text}'\n  sampling:\n    max_tokens: 9\n")
     t = load_config(f).task
     assert t.name == "template" and t.sampling.max_tokens == 9
+
+
+def test_importing_the_package_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, distill, distill.config, distill.runner, distill.cli, distill.generator.backends, "
+            "distill.generator.tasks, distill.generator.teacher, distill.critics, distill.trainers; "
+            "heavy = [m for m in ('torch', 'transformers', 'vllm', 'openai', 'datasets') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
