@@ -40,6 +40,25 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_filter(args) -> int:
+    from distill.critics.pipeline import run_filter
+
+    stats = run_filter(_load(args), progress=not args.no_progress)
+    first = stats["funnel"][0]["count"] or 1
+    print(f"\n{'stage':<28}{'records':>10}{'% of generated':>16}  dropped")
+    for row in stats["funnel"]:
+        dropped = ", ".join(f"{k}={v}" for k, v in row.get("dropped", {}).items() if v)
+        print(f"{row['stage']:<28}{row['count']:>10}{100 * row['count'] / first:>15.1f}%  {dropped}")
+    print(f"kept shards in {stats['output_dir']}/kept; funnel and score distributions in {stats['output_dir']}/stats.json")
+    return 0
+
+
+def cmd_critic(args) -> int:
+    from distill.critics.trained import cli_train
+
+    return cli_train(args.rest)
+
+
 def cmd_show_config(args) -> int:
     from distill.config import dump_config
 
@@ -54,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(g)
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+    f = sub.add_parser("filter", help="run the critics and dedup over generated shards (resumable)")
+    _config_args(f)
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_filter)
+    cr = sub.add_parser("critic", help="critic tools: `distill critic train LABELS.jsonl ...`")
+    cr.add_argument("action", choices=["train"])
+    cr.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action (see distill critic train -h)")
+    cr.set_defaults(func=cmd_critic)
     c = sub.add_parser("show-config", help="print the effective config (defaults, file and overrides merged)")
     _config_args(c)
     c.set_defaults(func=cmd_show_config)

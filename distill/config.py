@@ -131,6 +131,51 @@ class BudgetConfig(Strict):
     price_per_million_completion_tokens: float = Field(0.0, ge=0)
 
 
+class CriticSpec(BaseModel):
+    """One critic: ``type`` picks the class (see distill.critics.registry), every other
+    key is passed to its constructor and checked against its signature."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ExactDedupConfig(Strict):
+    fields: list[Literal["input", "output", "pair"]] = Field(default_factory=lambda: ["pair"],
+                                                              description="normalised text keys that must be unique")
+
+
+class SemanticDedupConfig(Strict):
+    field: Literal["input", "output", "pair"] = "output"
+    threshold: float = Field(0.95, gt=0, le=1, description="cosine at or above which two records are duplicates")
+    method: Literal["auto", "torch", "faiss_flat", "faiss_ivf", "faiss_hnsw"] = "auto"
+
+
+class DiversityConfig(Strict):
+    threshold: float = Field(0.9, gt=0, le=1, description="cosine at or above which sources/targets count as the same")
+    score: list[str] = Field(default_factory=list, description="scores whose minimum ranks a pair (two-way score)")
+
+
+class DedupConfig(Strict):
+    exact: ExactDedupConfig | None = ExactDedupConfig()
+    semantic: SemanticDedupConfig | None = None
+    diversity: DiversityConfig | None = None
+    rank_by: list[str] = Field(default_factory=list,
+                               description="record.scores keys whose minimum picks a cluster's survivor (then lowest id)")
+    encoder: str | None = Field(None, description="sentence-transformers model; None: all-MiniLM-L6-v2 from its wheel")
+
+
+class FilterConfig(Strict):
+    input_dir: str | None = Field(None, description="a `distill generate` output folder; None: output_dir")
+    output_dir: str | None = Field(None, description="None: <input_dir>/filtered")
+    critics: list[CriticSpec] = Field(default_factory=lambda: [CriticSpec(type="wellformed"), CriticSpec(type="copy"),
+                                                               CriticSpec(type="length_ratio"), CriticSpec(type="lexical")])
+    dedup: DedupConfig = DedupConfig()
+    write_rejects: bool = True
+
+
 class RunConfig(Strict):
     output_dir: str = "runs/default"
     seed: int = 0
@@ -138,6 +183,7 @@ class RunConfig(Strict):
     teacher: TeacherConfig = TeacherConfig()
     shards: ShardConfig = ShardConfig()
     budget: BudgetConfig = BudgetConfig()
+    filter: FilterConfig = FilterConfig()
 
 
 # ---- loading ----------------------------------------------------------------------
