@@ -142,9 +142,9 @@ class FilterRun:
             if path.is_file():
                 decision = json.loads(path.read_text())["dropped"]
             else:
-                records = [r for r in self.stage1.iter_records() if r.id not in dropped]
-                decision = step.decide(records)
-                atomic_write_json(path, {"step": name, "input": len(records), "dropped": decision})
+                # streamed: the dedup step keeps only ids, scores and (cached) embeddings
+                decision = step.decide(r for r in self.stage1.iter_records() if r.id not in dropped)
+                atomic_write_json(path, {"step": name, "info": step.info, "dropped": decision})
             decisions.append((name, decision))
             dropped |= decision.keys()
         return decisions
