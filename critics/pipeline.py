@@ -76,7 +76,7 @@ class FilterRun:
             from distill.critics.registry import build_critic
 
             self._critics = [build_critic(spec.type, spec.kwargs(), where=f"filter.critics[{n}]",
-                                          teacher_config=self.cfg.teacher, encoder=self.fc.dedup.encoder)
+                                          teacher=self.cfg.teacher, encoder=self.fc.dedup.encoder)
                              for n, spec in enumerate(self.fc.critics)]
             names = [c.name for c in self._critics]
             if len(set(names)) != len(names):
@@ -225,9 +225,18 @@ class FilterRun:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, {"fingerprint": mine, "input_dir": str(self.in_dir)})
 
+    def close(self) -> None:
+        for c in self._critics or []:
+            if hasattr(c, "close"):
+                c.close()
+        self._critics = None
+
     def run(self) -> dict[str, Any]:
         self.check_resume()
-        self.run_critics()
+        try:
+            self.run_critics()
+        finally:
+            self.close()  # an LM judge holds a model; free it before the dedup's encoder loads
         decisions = self.run_dedup()
         self.write_kept(decisions)
         stats = self.stats(decisions)

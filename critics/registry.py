@@ -32,8 +32,9 @@ def critic_class(type_name: str) -> type:
 
 
 def build_critic(type_name: str, kwargs: dict[str, Any], where: str = "filter.critics", **context: Any):
-    """Build a critic from its config entry. ``context`` offers shared objects (e.g. a
-    ``teacher_config``, an ``encoder``) to constructors that declare a parameter of that name."""
+    """Build a critic from its config entry. ``context`` offers shared settings (the run's
+    ``teacher`` config, the dedup ``encoder``) to constructors that declare a parameter of
+    that name and were not given one in the entry."""
     cls = critic_class(type_name)
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
