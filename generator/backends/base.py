@@ -163,6 +163,17 @@ class Backend:
         reqs = [Request(p, params, tuple(range(n)), n) for p in prompts]
         return [r.completions for r in self.generate_requests(reqs)]
 
+    def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> list[dict[str, float]]:
+        """For each prompt, the log-probability of each candidate as the next token.
+
+        A candidate stands for its first token (``" yes"``, ``"Yes"``, ``" no"``): two candidates
+        with the same first token get the same value, so callers that sum over candidates should
+        pass distinct single-token strings. Chat prompts are rendered with the generation prompt,
+        so the value is that of the assistant's first token. Values are log-probabilities of the
+        model's raw distribution (no temperature or top-p), greedy, one position.
+        """
+        raise NotImplementedError(f"the {self.name} backend does not give next-token log-probabilities")
+
     def close(self) -> None:
         """Release the model / engine / connections. Safe to call twice."""
 

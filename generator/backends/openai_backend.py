@@ -16,6 +16,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
@@ -156,12 +157,14 @@ class OpenAIBackend(Backend):
                                   "top_k": params.top_k or -1, "return_token_ids": True}
         return body
 
-    async def _call(self, prompt: Prompt, params: SamplingParams, n: int, seed: int, sem: asyncio.Semaphore) -> Any:
-        """One API call with retries; raises _NRefused, or TeacherError when it gives up."""
+    async def _call(self, prompt: Prompt, params: SamplingParams, n: int, seed: int, sem: asyncio.Semaphore,
+                    extra: dict[str, Any] | None = None) -> Any:
+        """One API call with retries; raises _NRefused, or TeacherError when it gives up.
+        ``extra`` fields are added to the request body."""
         from openai import APIConnectionError, APIStatusError, APITimeoutError
 
         create = self._client.chat.completions.create if self.mode == "chat" else self._client.completions.create
-        body = self._body(prompt, params, n, seed)
+        body = {**self._body(prompt, params, n, seed), **(extra or {})}
         last = ""
         for attempt in range(self.max_retries + 1):
             wait = None
@@ -188,6 +191,58 @@ class OpenAIBackend(Backend):
             await asyncio.sleep(delay)
         raise TeacherError(f"Teacher endpoint {self.endpoint} failed {self.max_retries + 1} times; last error: "
                            f"{last}. Finished samples are kept: rerun the same command to resume.")
+
+    def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str],
+                            top_logprobs: int | None = None) -> list[dict[str, float]]:
+        """One greedy one-token request per prompt, with the top ``top_logprobs`` alternatives
+        (default 20, the most OpenAI and vLLM's server give; 5 for api.openai.com's legacy
+        completions). Candidates are matched to the returned token strings exactly, so pass
+        single tokens with their leading space (``" yes"``). A candidate outside the list gets
+        the lowest value listed: an upper bound on its own, and equal values for two absent
+        candidates, so a yes/no ratio of two absent ones is 1:1, never a division by zero.
+        """
+        if self._closed:
+            raise DistillError("OpenAIBackend.next_token_logprobs called after close()")
+        if self.mode == "completion" and any(not isinstance(p, str) for p in prompts):
+            raise DistillError("teacher.mode 'completion' needs text prompts; use mode 'chat' for chat messages")
+        if top_logprobs is None:
+            on_openai = (urlparse(self.base_url).hostname if self.base_url else OPENAI_HOST) == OPENAI_HOST
+            top_logprobs = 5 if on_openai and self.mode == "completion" else 20
+        extra: dict[str, Any] = ({"logprobs": True, "top_logprobs": top_logprobs} if self.mode == "chat"
+                                 else {"logprobs": top_logprobs})
+        return self._run(self._logprobs_all(list(prompts), list(candidates), extra))
+
+    async def _logprobs_all(self, prompts: list[Prompt], candidates: list[str],
+                            extra: dict[str, Any]) -> list[dict[str, float]]:
+        sem = asyncio.Semaphore(self.concurrency)
+        greedy = SamplingParams(max_tokens=1, temperature=0.0)
+        tasks = [asyncio.ensure_future(self._call(p, greedy, 1, sample_seed(p, greedy, 0), sem, extra))
+                 for p in prompts]
+        try:
+            resps = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return [self._listed_logprobs(r, candidates) for r in resps]
+
+    def _listed_logprobs(self, resp: Any, candidates: list[str]) -> dict[str, float]:
+        lp = resp.choices[0].logprobs if resp.choices else None
+        listed: dict[str, float] = {}
+        if lp is not None and self.mode == "chat" and lp.content:
+            first = lp.content[0]
+            listed = {t.token: float(t.logprob) for t in (first.top_logprobs or [])}
+            listed.setdefault(first.token, float(first.logprob))
+        elif lp is not None and self.mode == "completion" and lp.top_logprobs:
+            listed = {t: float(v) for t, v in (lp.top_logprobs[0] or {}).items()}
+            if lp.tokens and lp.token_logprobs and lp.token_logprobs[0] is not None:
+                listed.setdefault(lp.tokens[0], float(lp.token_logprobs[0]))
+        if not listed:
+            raise TeacherError(f"Teacher endpoint {self.endpoint} returned no token log-probabilities "
+                               f"(does it support logprobs?)")
+        floor = min(listed.values())
+        return {c: listed.get(c, floor) for c in candidates}
 
     def _completions(self, resp: Any, params: SamplingParams, k: int) -> list[Completion]:
         choices = sorted(resp.choices, key=lambda c: c.index)[:k]

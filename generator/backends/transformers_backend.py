@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from itertools import groupby
 
 from distill.errors import DistillError
@@ -158,6 +159,52 @@ class TransformersBackend(Backend):
             results.append(Completion(text=text, completion_tokens=n + (1 if hit_eos and not stopped else 0),
                                       finish_reason=finish))
         return results
+
+    def first_token_ids(self, candidates: Sequence[str]) -> list[int]:
+        """The first token id of each candidate string (no special tokens added)."""
+        out = []
+        for c in candidates:
+            ids = self.tok(c, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise DistillError(f"candidate {c!r} encodes to no tokens")
+            out.append(ids[0])
+        return out
+
+    def _keeps_logits(self) -> bool:
+        import inspect
+
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> list[dict[str, float]]:
+        """One forward pass per batch (longest prompts first, left padding); log-softmax of the
+        last position, read at each candidate's first token."""
+        torch = self._torch
+        if self.model is None:
+            raise DistillError("TransformersBackend.next_token_logprobs called after close()")
+        cand = torch.tensor(self.first_token_ids(candidates), device=self.device)
+        ids = [self.tok(self.render(p), add_special_tokens=not isinstance(p, list))["input_ids"] for p in prompts]
+        for x in ids:
+            if not x:
+                raise DistillError("empty prompt: every prompt needs at least one token")
+            if self.max_len and len(x) > self.max_len:
+                raise DistillError(f"a prompt of {len(x)} tokens exceeds the model's context of {self.max_len} tokens")
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out: list[dict[str, float]] = [{} for _ in ids]
+        for b in range(0, len(order), self.batch_size):
+            batch = order[b : b + self.batch_size]
+            enc = self.tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.device)
+            mask = enc["attention_mask"]
+            # Left padding: positions must count real tokens only, as generate() does, or the
+            # padded rows would see shifted positions and give other numbers than alone.
+            pos = (mask.cumsum(-1) - 1).clamp_(min=0)
+            extra = {"logits_to_keep": 1} if self._keeps_logits() else {}  # skip the LM head elsewhere
+            with torch.inference_mode():
+                logits = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
+                                    use_cache=False, **extra).logits[:, -1, :]
+                lp = torch.log_softmax(logits.float(), dim=-1)[:, cand].tolist()
+            for i, row in zip(batch, lp):
+                out[i] = dict(zip(candidates, row))
+        return out
 
     def close(self) -> None:
         if getattr(self, "model", None) is not None:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from distill.errors import DistillError
-from distill.generator.backends.base import Backend, Completion, Request, Result, request_seed
+from distill.generator.backends.base import Backend, Completion, Prompt, Request, Result, request_seed
 from distill.generator.models import resolve_model
 
 INSTALL_HINT = (
@@ -151,6 +152,35 @@ class VLLMBackend(Backend):
             ]
             results.append(Result(completions=completions, prompt_tokens=len(outs[0].prompt_token_ids or [])))
         return results
+
+    def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> list[dict[str, float]]:
+        """One greedy token per prompt, all prompts in one ``generate()`` call.
+
+        Where ``SamplingParams`` has ``logprob_token_ids`` (0.32 does), vLLM returns the
+        log-probabilities of exactly the candidate tokens, from the raw logits. Releases without it
+        only give the top ``logprobs`` tokens (at most the engine's ``max_logprobs``, 20 by
+        default); a candidate outside them gets the lowest value listed, an upper bound.
+        """
+        if self.llm is None:
+            raise RuntimeError("VLLMBackend is closed")
+        tok = self.llm.get_tokenizer()
+        first = []
+        for c in candidates:
+            ids = tok.encode(c, add_special_tokens=False)
+            if not ids:
+                raise DistillError(f"candidate {c!r} encodes to no tokens")
+            first.append(ids[0])
+        try:
+            params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(set(first)))
+        except TypeError:  # no logprob_token_ids in this vLLM release
+            params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=20)
+        outputs = self.llm.generate([self._prompt(p) for p in prompts], params, use_tqdm=False) if prompts else []
+        result = []
+        for o in outputs:
+            listed = {int(t): float(getattr(lp, "logprob", lp)) for t, lp in o.outputs[0].logprobs[0].items()}
+            floor = min(listed.values())
+            result.append({c: listed.get(t, floor) for c, t in zip(candidates, first)})
+        return result
 
     def close(self) -> None:
         """Shut the engine core down and free its memory (GPU memory too). Idempotent."""
