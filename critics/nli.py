@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from distill.critics.base import Critic, Verdict, below
+from distill.devices import pick_device, pick_dtype
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -79,28 +80,6 @@ def decide(logits: Mapping[str, np.ndarray], entail_index: int,
     return probs, verdicts
 
 
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DistillError(f"NLI critic device={device!r} but torch sees no CUDA device")
-    return device
-
-
-def _dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":  # bf16 keeps fp32's range (fp16 can overflow in some encoders); CPU: fp32 is faster
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise DistillError(f"NLI critic dtype must be auto, float32, bfloat16 or float16, not {dtype!r}") from None
-
 
 class NLICritic(Critic):
     """Keeps a pair when P(entailment) reaches ``min_forward`` (input => output) and/or
@@ -134,7 +113,7 @@ class NLICritic(Critic):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.device = _device(device)
+        self.device = pick_device(device, "NLI critic")
         # huggingface_hub reads HF_HUB_OFFLINE once, at import: if it was imported before the
         # variable was set, only local_files_only keeps a missing id from minutes of retries.
         offline = os.environ["HF_HUB_OFFLINE"].strip().lower() in ("1", "true", "yes", "on")
@@ -142,7 +121,7 @@ class NLICritic(Critic):
         try:
             self.tok = AutoTokenizer.from_pretrained(self.path, **kw)
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                self.path, dtype=_dtype(dtype, self.device), **kw)
+                self.path, dtype=pick_dtype(dtype, self.device, "NLI critic"), **kw)
         except (OSError, ValueError) as e:
             raise DistillError(f"could not load NLI model {model!r}: {e}\nNothing is downloaded at run time "
                                f"here: pass a local folder or a model already in the Hugging Face cache.") from e

@@ -91,7 +91,8 @@ def _check_resume(out: Path, cfg: RunConfig) -> None:
             f"the two; use another output_dir, or delete {out} to start over.")
 
 
-def _budget(b) -> "Budget":
+def _budget(b):
+    """The teacher's Budget from the config's budget section."""
     from distill.generator.teacher import Budget
 
     if b.max_cost is not None and not (b.price_per_million_prompt_tokens or b.price_per_million_completion_tokens):

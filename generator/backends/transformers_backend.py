@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from itertools import groupby
 
+from distill.devices import pick_device, pick_dtype
 from distill.errors import DistillError
 from distill.generator.backends.base import (
     Backend,
@@ -30,29 +30,6 @@ from distill.generator.backends.base import (
 from distill.generator.models import resolve_model
 
 
-def _pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DistillError(f"teacher.device={device!r} but torch sees no CUDA device")
-    return device
-
-
-def _pick_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        # On CPUs without AVX-512 bf16 is slower than fp32 (measured on the dev machines).
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise DistillError(f"teacher.dtype must be auto, float32, bfloat16 or float16, not {dtype!r}") from None
-
 
 class TransformersBackend(Backend):
     name = "transformers"
@@ -64,13 +41,13 @@ class TransformersBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.device = _pick_device(device)
+        self.device = pick_device(device, "teacher")
         self.batch_size = batch_size
         self.chunk_size = batch_size * 4
         try:
             self.tok = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
-                self.path, dtype=_pick_dtype(dtype, self.device), trust_remote_code=trust_remote_code
+                self.path, dtype=pick_dtype(dtype, self.device, "teacher"), trust_remote_code=trust_remote_code
             ).to(self.device)
         except OSError as e:
             raise DistillError(
