@@ -150,7 +150,8 @@ class ExactDedupConfig(Strict):
 class SemanticDedupConfig(Strict):
     field: Literal["input", "output", "pair"] = "output"
     threshold: float = Field(0.95, gt=0, le=1, description="cosine at or above which two records are duplicates")
-    method: Literal["auto", "torch", "faiss_flat", "faiss_ivf", "faiss_hnsw"] = "auto"
+    method: Literal["auto", "torch", "torch_ivf", "faiss_flat", "faiss_ivf", "faiss_hnsw"] = Field(
+        "auto", description="auto: exact torch blocks up to 200k texts, torch IVF above")
 
 
 class DiversityConfig(Strict):
