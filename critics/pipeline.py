@@ -89,6 +89,7 @@ class FilterRun:
         if not todo:
             return
         critics = self.critics()
+        self.claim_output()
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -212,18 +213,22 @@ class FilterRun:
             "scores": {k: score_summary(v) for k, v in sorted(values.items()) if v},
         }
 
+    def fingerprint(self) -> dict[str, Any]:
+        return {"filter": self.fc.model_dump(mode="json", exclude={"write_rejects"}), "shards": self.shards}
+
     def check_resume(self) -> None:
         """A filter output folder belongs to one filter config and one set of input shards."""
-        mine = {"filter": self.fc.model_dump(mode="json", exclude={"write_rejects"}), "shards": self.shards}
         path = self.out / "manifest.json"
-        if path.is_file():
-            old = json.loads(path.read_text())
-            if old.get("fingerprint") != mine:
-                raise ConfigError(f"{self.out} holds a filter run with a different filter config or input shards; "
-                                  f"use another filter.output_dir, or delete {self.out} to start over")
-        else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, {"fingerprint": mine, "input_dir": str(self.in_dir)})
+        if path.is_file() and json.loads(path.read_text()).get("fingerprint") != self.fingerprint():
+            raise ConfigError(f"{self.out} holds a filter run with a different filter config or input shards; "
+                              f"use another filter.output_dir, or delete {self.out} to start over")
+
+    def claim_output(self) -> None:
+        """Mark the output folder as this config's, once the critics have loaded (so a config
+        that fails to load, e.g. a wrong model path, leaves nothing to refuse the fixed one)."""
+        path = self.out / "manifest.json"
+        if not path.is_file():
+            atomic_write_json(path, {"fingerprint": self.fingerprint(), "input_dir": str(self.in_dir)})
 
     def close(self) -> None:
         for c in self._critics or []:

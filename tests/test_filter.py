@@ -102,6 +102,9 @@ def test_filter_bad_input(tmp_path, gen_dir, capsys):
                  "-s", f"filter.output_dir={tmp_path / 'f3'}"]) == 2
     assert "/no/such" in capsys.readouterr().err
     assert not ShardStore(tmp_path / "f3" / "critics").done_indices()
+    # the fixed config may use the same output folder: the failed one claimed nothing
+    assert main(["filter", "-o", str(gen_dir), "--no-progress", "-s", "filter.critics=[{type: copy}]",
+                 "-s", f"filter.output_dir={tmp_path / 'f3'}"]) == 0
 
 
 @pytest.mark.slow
