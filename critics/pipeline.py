@@ -26,7 +26,7 @@ import numpy as np
 from distill.config import RunConfig
 from distill.errors import ConfigError, DistillError
 from distill.record import Record
-from distill.shards import ShardStore, atomic_write, atomic_write_json
+from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
 from distill.stage import run_pipeline
 
 
@@ -238,6 +238,7 @@ class FilterRun:
 
     def run(self) -> dict[str, Any]:
         self.check_resume()
+        remove_stale_temps(*(self.out / d for d in ("", "critics", "dedup", "kept", "rejects")))
         try:
             self.run_critics()
         finally:

@@ -23,7 +23,7 @@ from distill import __version__
 from distill.cache import RequestCache
 from distill.config import RunConfig, dump_config
 from distill.errors import BudgetExhausted, ConfigError
-from distill.shards import ShardStore, atomic_write, atomic_write_json
+from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
 
 #: config fields that decide what is generated; a rerun into the same output folder
 #: must agree on them (batch size, device, budget and the like may change).
@@ -125,6 +125,7 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
         backend = backend or make_backend(cfg.teacher)  # a missing model fails here, before anything is written
         try:
             out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(out, store.dir)
             task.resolve_defaults(backend)
             manifest = {
                 "status": "running", "fingerprint": fingerprint(cfg), "config": cfg.model_dump(mode="json"),

@@ -38,6 +38,29 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(*directories: Path) -> int:
+    """Delete temporary files left by writers that died mid-write (``kill -9``); a live
+    writer's temp files (another rank still running) are left alone."""
+    removed = 0
+    for d in directories:
+        for p in Path(d).glob(".*.tmp-*"):
+            pid = p.name.rsplit(".tmp-", 1)[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                p.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode()))
 

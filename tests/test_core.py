@@ -146,3 +146,18 @@ def test_importing_the_package_stays_light():
             "heavy = [m for m in ('torch', 'transformers', 'vllm', 'openai', 'datasets') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from distill.shards import remove_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".shard-00001.done.json.tmp-{int(dead.stdout)}"
+    live = tmp_path / f".shard-00002.jsonl.tmp-{__import__('os').getpid()}"
+    stale.write_text("{")
+    live.write_text("{")
+    assert remove_stale_temps(tmp_path, tmp_path / "missing") == 1
+    assert not stale.exists() and live.exists()
