@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from distill.critics.base import Critic, Verdict, below
-from distill.devices import pick_device, pick_dtype
+from distill.devices import pick_device, pick_dtype, release_model
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -163,8 +163,4 @@ class NLICritic(Critic):
         return verdicts
 
     def close(self) -> None:
-        if getattr(self, "model", None) is not None:
-            on_cuda = self.device.startswith("cuda")
-            self.model = None
-            if on_cuda:
-                self._torch.cuda.empty_cache()
+        release_model(self)

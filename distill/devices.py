@@ -16,6 +16,17 @@ def pick_device(device: str, what: str = "model") -> str:
     return device
 
 
+def release_model(owner) -> None:
+    """Drop ``owner.model`` and hand its CUDA memory back. Safe to call twice."""
+    if getattr(owner, "model", None) is None:
+        return
+    owner.model = None
+    if str(getattr(owner, "device", "cpu")).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def pick_dtype(dtype: str, device: str, what: str = "model"):
     """``auto``: bf16 on CUDA (fp16 where bf16 is missing; bf16 keeps fp32's range), fp32 on
     CPU (on the AVX2 CPUs measured here bf16 is slower)."""

@@ -7,6 +7,29 @@ import os
 import pytest
 
 
+@pytest.fixture(scope="module")
+def vllm_backend():
+    """A real vLLM engine (CPU build here) on the default model, one per test module:
+    settings that run on 2 CPU cores; engine start takes 30-75 s."""
+    require_vllm()
+    from distill.generator.backends.vllm_backend import VLLMBackend
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    b = VLLMBackend(enforce_eager=True, max_model_len=1024, max_num_seqs=8)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    """The default sentence encoder (MiniLM from its wheel) with a disk cache, one per module."""
+    from distill.critics.embed import Encoder
+
+    enc = Encoder(cache_path=tmp_path_factory.mktemp("emb") / "emb.sqlite")
+    yield enc
+    enc.close()
+
+
 def require_vllm() -> None:
     """Skip a test that needs vLLM when it is missing, except under CI=true: CI installs
     vllm-cpu and must run these tests, so there a missing vLLM is a failure."""

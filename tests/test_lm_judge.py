@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import require_vllm
 
 from distill.critics.lm_judge import CHAT_TEMPLATE, NO, YES, LMJudgeCritic, p_yes
 from distill.errors import DistillError, TeacherError
@@ -309,17 +307,6 @@ def test_real_judge_ranks_paraphrases_above_contradictions_and_unrelated(smollm2
         para, contra, unrel = both[3 * i : 3 * i + 3]
         assert para > contra and para > unrel, both
         assert verdicts[3 * i] is True  # the paraphrases pass the default thresholds
-
-
-@pytest.fixture(scope="module")
-def vllm_backend():
-    require_vllm()
-    from distill.generator.backends.vllm_backend import VLLMBackend
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    b = VLLMBackend(enforce_eager=True, max_model_len=1024, max_num_seqs=8)
-    yield b
-    b.close()
 
 
 @pytest.mark.vllm

@@ -12,15 +12,6 @@ X1 = "The city council voted on Tuesday to expand the bus network to the norther
 X2 = "Heavy rain forced organisers to postpone the outdoor concert until next weekend."
 
 
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    from distill.critics.embed import Encoder
-
-    enc = Encoder(cache_path=tmp_path_factory.mktemp("emb") / "emb.sqlite")
-    yield enc
-    enc.close()
-
-
 def rec(i: str, x: str, y: str) -> Record:
     return Record(id=i, task="paraphrase", input=x, output=y)
 

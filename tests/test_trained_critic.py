@@ -24,15 +24,6 @@ X = "The city council voted on Tuesday to expand the bus network to the northern
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    from distill.critics.embed import Encoder
-
-    enc = Encoder(cache_path=tmp_path_factory.mktemp("emb") / "emb.sqlite")
-    yield enc
-    enc.close()
-
-
-@pytest.fixture(scope="module")
 def logreg(tmp_path_factory, encoder):
     from distill.critics.trained import train_critic
 

@@ -10,13 +10,11 @@ so no multiprocessing env vars are needed here.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import require_vllm
 
 from distill.errors import DistillError
 from distill.generator.backends.base import Request, SamplingParams
@@ -42,14 +40,8 @@ def test_missing_vllm_raises_actionable_error(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def backend():
-    require_vllm()
-    from distill.generator.backends.vllm_backend import VLLMBackend
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    b = VLLMBackend(enforce_eager=True, max_model_len=1024, max_num_seqs=8)
-    yield b
-    b.close()
+def backend(vllm_backend):
+    return vllm_backend  # conftest's engine for this module; test_close_twice closes it last
 
 
 @pytest.mark.vllm

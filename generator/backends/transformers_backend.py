@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 
-from distill.devices import pick_device, pick_dtype
+from distill.devices import pick_device, pick_dtype, release_model
 from distill.errors import DistillError
 from distill.generator.backends.base import (
     Backend,
@@ -184,11 +184,7 @@ class TransformersBackend(Backend):
         return out
 
     def close(self) -> None:
-        if getattr(self, "model", None) is not None:
-            on_cuda = self.device.startswith("cuda")
-            self.model = None
-            if on_cuda:
-                self._torch.cuda.empty_cache()
+        release_model(self)
 
 
 class _RowSeededSampler:
