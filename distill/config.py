@@ -190,6 +190,7 @@ class DecontamConfig(Strict):
     exact: bool = Field(True, description="drop normalised exact matches")
     threshold: float | None = Field(0.9, gt=0, le=1, description="embedding cosine at or above which an item is a near "
                                                                   "duplicate; None: exact only")
+    encoder: str | None = Field(None, description="sentence-transformers model for near duplicates; None: filter.dedup.encoder")
 
 
 class HubConfig(Strict):
