@@ -204,9 +204,30 @@ class CorpusConfig(Strict):
     input_dir: str | None = Field(None, description="a `distill filter` output folder; None: <output_dir>/filtered")
     output_dir: str | None = Field(None, description="None: <output_dir>/corpus")
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
-                                     description="split name -> fraction (<1) or group count (>=1)")
+                                     description="split name -> fraction of the groups (<=1) or a number of groups (>1); "
+                                                 "counted splits are filled first")
     decontaminate: DecontamConfig | None = None
     hub: HubConfig = HubConfig()
+    license: str = Field("unknown", description="the card's license id (e.g. apache-2.0, cc-by-4.0); set it to your data's terms")
+    language: list[str] = Field(default_factory=lambda: ["en"], description="the card's language codes")
+    task_categories: list[str] = Field(default_factory=lambda: ["text-generation"], description="the card's task categories")
+    pretty_name: str | None = Field(None, description="the card's title; None: derived from the task and teacher")
+    examples_per_split: int = Field(3, ge=0, description="random examples shown per split in the card")
+    plots: bool = Field(True, description="draw the funnel, length and score plots beside the card")
+    rows_per_parquet_shard: int = Field(250_000, gt=0, description="larger splits are written as several Parquet files")
+
+    @model_validator(mode="after")
+    def _check_splits(self) -> "CorpusConfig":
+        if not self.splits:
+            raise ValueError("corpus.splits: give at least one split, e.g. {train: 1.0}")
+        bad = [f"{k}={v}" for k, v in self.splits.items() if v <= 0 or (v > 1 and v != int(v))]
+        if bad:
+            raise ValueError(f"corpus.splits: {', '.join(bad)}: use a fraction in (0, 1] or a whole number (>1) of groups")
+        fracs = [v for v in self.splits.values() if v <= 1]
+        if fracs and abs(sum(fracs) - 1) > 1e-6:
+            raise ValueError(f"corpus.splits: the fractions sum to {sum(fracs):g}; they share the groups left after "
+                             f"the counted splits and must sum to 1")
+        return self
 
 
 # ---- student (distill train) --------------------------------------------------------
