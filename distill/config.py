@@ -240,8 +240,45 @@ class TrainConfig(Strict):
 
 # ---- evaluation (distill eval) --------------------------------------------------------
 
+class EvalModelSpec(Strict):
+    """One model (or baseline) that `distill eval` runs on the held-out inputs. A model is
+    prompted like ParaphraseInstruct: the instruction plus the input as one chat message,
+    after ``few_shot`` example exchanges (the first N of distill.data.heldout.load_few_shot)."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="row name; also a file name")
+    kind: Literal["model", "copy"] = Field("model", description="copy: the output is the input (a baseline)")
+    model: str | None = Field(None, description="hub id, folder (a trained student) or .gguf; None: SmolLM2-135M-Instruct")
+    backend: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="the run's teacher settings (device, batch size, vllm/openai options) apply")
+    few_shot: int = Field(0, ge=0, description="example exchanges before the input; 0: zero-shot")
+    instruction: str | None = Field(None, description="None: paraphrase_instruct's instruction")
+    sampling: Sampling = Sampling(max_tokens=64, temperature=0.0)
+
+
+def _default_eval_models() -> list[EvalModelSpec]:
+    return [EvalModelSpec(name="copy", kind="copy"), EvalModelSpec(name="smollm2-zero-shot"),
+            EvalModelSpec(name="smollm2-few-shot", few_shot=4)]
+
+
 class EvalConfig(Strict):
+    """Reference-free evaluation of models and baselines (distill.trainers.evaluate)."""
+
     output_dir: str | None = Field(None, description="None: <output_dir>/eval")
+    inputs: str | None = Field(None, description="None: the shipped held-out news sentences; else a .txt or .jsonl file")
+    field: str = Field("text", description="JSONL field holding the sentence")
+    limit: int | None = Field(None, gt=0, description="use only the first N inputs")
+    models: list[EvalModelSpec] = Field(default_factory=_default_eval_models,
+                                        description="rows of the table, in order")
+    critics: list[CriticSpec] | None = Field(None, description="None: filter.critics (those the corpus was filtered with)")
+    encoder: str | None = Field(None, description="sentence-transformers model; None: filter.dedup.encoder")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "EvalConfig":
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"eval.models: names must be unique, repeated: {', '.join(dup)}")
+        return self
 
 
 # ---- the whole loop (distill run) ----------------------------------------------------
