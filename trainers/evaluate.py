@@ -1,0 +1,323 @@
+"""``distill eval``: run models and baselines on held-out inputs, score them reference-free.
+
+Sits at the end of the pipe (seeds -> teacher -> critics -> corpus -> student -> **eval**)
+and touches nothing upstream: it reads ``cfg.eval`` (and ``filter.critics`` /
+``filter.dedup.encoder`` for its defaults) and writes under ``<eval out>/``:
+
+- ``results.json``, ``results.md`` (one table, one row per model, with a legend),
+  ``metrics.png`` (grouped bars), ``generations/<name>.jsonl`` (every input, output and
+  per-item score);
+- ``models/<name>-<fingerprint>.json``: one model's finished result. The fingerprint
+  covers the model (path and its weight files' size/mtime), the prompt, sampling, inputs,
+  critics and encoder, so a rerun, or the next round of ``distill run``, reuses it and
+  never loads a model whose result is already there;
+- ``cache.sqlite``: the request cache of the project's Teacher (a crash mid-generation
+  pays nothing twice), ``embeddings.sqlite``: the encoder's.
+
+Two phases: every model that needs it generates first, one at a time, released before
+the next; then one encoder and one critic chain score all new outputs.
+Metric definitions: :mod:`distill.trainers.metrics`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from distill.config import EvalModelSpec, ParaphraseInstructTask, RunConfig
+from distill.errors import ConfigError
+from distill.shards import atomic_write, atomic_write_json
+from distill.trainers import metrics as M
+
+RESULT_VERSION = 1  # bump when a metric's definition changes: invalidates every cached result
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+# (key in a model's metrics, column header, format); rates are shown as percentages
+COLUMNS = [("bert_ibleu", "BERT-iBLEU ↑", ".3f"), ("bertscore_f1", "BERTScore F1", ".3f"),
+           ("cosine", "cosine", ".3f"), ("one_minus_bleu", "1−BLEU", ".3f"), ("rouge_l", "ROUGE-L", ".3f"),
+           ("length_ratio", "len ratio", ".2f"), ("accepted", "accepted", "%"), ("copy", "copy", "%"),
+           ("near_copy", "near-copy", "%"), ("degenerate", "degenerate", "%"), ("empty", "empty", "%")]
+LEGEND = """\
+Means over all held-out inputs (x = input, y = the model's output; a failed output counts, it is not skipped):
+- **BERT-iBLEU**: ((4 / BERTScore F1 + 1 / (1 − BLEU)) / 5)⁻¹ per pair (β = 4, Niu et al. 2021, Jung et al. 2024), \
+0 for a copy. It rewards rewording and tolerates lost meaning: read it with *len ratio* and *accepted*.
+- **BERTScore F1**: greedy cosine matching of the encoder's contextual token embeddings (special tokens dropped), \
+R = mean over x's tokens of the best match in y, P the same from y, F1 = 2PR/(P+R); no idf weighting, no baseline rescaling.
+- **cosine**: cosine of the sentence embeddings of x and y (same encoder). It cannot tell a contradiction from a paraphrase.
+- **1−BLEU**: lexical diversity; BLEU = sacrebleu sentence BLEU of y against x, 0-1, 13a tokens, effective order, exp smoothing.
+- **ROUGE-L**: F1 of the longest common word subsequence (rouge-score, lowercased, no stemming); lower = more rewording.
+- **len ratio**: words in y / words in x; well under 1 means content was dropped.
+- **accepted**: share of pairs every critic keeps (the `filter.critics` chain unless `eval.critics` is set).
+- **copy**: y equals x ignoring case, punctuation and spacing. **near-copy**: a copy or what the `copy` critic rejects by \
+default (character edit distance < 0.1, or at most one word edited).
+- **degenerate**: the `wellformed` critic (defaults) rejects y: empty, several lines, wrapper/meta-text, wholly quoted, \
+repetition loop, language switch, too few words, no end punctuation, lowercase start, unbalanced quotes. **empty**: y is empty.
+Baselines: *copy* (y = x) shows what a score means for no change at all; the zero-/few-shot rows are the prompted teacher."""
+
+
+def eval_dir(cfg: RunConfig) -> Path:
+    return Path(cfg.eval.output_dir or Path(cfg.output_dir) / "eval")
+
+
+def load_inputs(cfg: RunConfig) -> tuple[list[str], str]:
+    """(inputs, a description of their source)."""
+    if cfg.eval.inputs is None:
+        from distill.data.heldout import load_heldout
+
+        return load_heldout("lee", cfg.eval.limit), "lee_background.cor held-out sample (distill.data.heldout)"
+    from distill.generator.seeds import read_rows
+
+    rows = read_rows(cfg.eval.inputs, cfg.eval.field)[: cfg.eval.limit]
+    return [r[cfg.eval.field].strip() for r in rows], str(cfg.eval.inputs)
+
+
+def _model_identity(spec: EvalModelSpec) -> Any:
+    """What identifies the weights without loading them: a file's or folder's weight files'
+    name, size and mtime; the default model's GGUF; else the hub id / API model name."""
+    if spec.kind == "copy":
+        return None
+    if spec.model is None:
+        from distill.generator.models import DEFAULT_MODEL, find_default_gguf
+
+        path = find_default_gguf()
+        return {"default": DEFAULT_MODEL, "file": path.name, "size": path.stat().st_size}
+    p = Path(spec.model).expanduser()
+    if not p.exists():
+        return {"id": spec.model}
+    files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.suffix in WEIGHT_SUFFIXES)
+    return {"path": str(p.resolve()), "weights": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
+
+
+def _prompt_settings(spec: EvalModelSpec) -> tuple[str, list[tuple[str, str]]]:
+    from distill.data.heldout import load_few_shot
+
+    shots = load_few_shot()
+    if spec.few_shot > len(shots):
+        raise ConfigError(f"eval.models ({spec.name}): few_shot={spec.few_shot}, but only {len(shots)} examples ship")
+    return spec.instruction or ParaphraseInstructTask.model_fields["instruction"].default, shots[: spec.few_shot]
+
+
+def fingerprint(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], critic_specs: list, encoder: str | None) -> str:
+    t = cfg.teacher
+    gen = None
+    if spec.kind == "model":
+        instruction, shots = _prompt_settings(spec)
+        gen = {"model": _model_identity(spec), "backend": spec.backend, "instruction": instruction, "shots": shots,
+               "sampling": spec.sampling.model_dump(), "seed": cfg.seed, "device": t.device, "dtype": t.dtype,
+               "options": (t.vllm if spec.backend == "vllm" else t.openai).model_dump()
+               if spec.backend != "transformers" else None}
+    # an LM-judge critic asks the run's teacher, so then the teacher is part of the critics
+    judge = t.model_dump() if any(c.type == "lm_judge" for c in critic_specs) else None
+    payload = {"v": RESULT_VERSION, "kind": spec.kind, "gen": gen, "inputs": hashlib.sha256(
+        json.dumps(inputs).encode()).hexdigest(), "critics": [c.model_dump() for c in critic_specs],
+        "judge_teacher": judge, "encoder": encoder}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def generate(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], out: Path, progress: bool = True,
+             backend_factory: Callable[[EvalModelSpec], Any] | None = None) -> list[str]:
+    """One output per input (greedy by default), through the cached Teacher; the model is
+    loaded here and released before returning."""
+    if spec.kind == "copy":
+        return list(inputs)
+    from distill.cache import RequestCache
+    from distill.generator.backends import SamplingParams, make_backend
+    from distill.generator.tasks.paraphrase import ParaphraseInstruct, clean_answer
+    from distill.generator.teacher import Teacher
+
+    instruction, shots = _prompt_settings(spec)
+    # the very prompt ParaphraseInstruct sends (how a student is trained and later used)
+    task = ParaphraseInstruct(ParaphraseInstructTask(inputs="<eval>", instruction=instruction, few_shot=shots), cfg.seed)
+    s = spec.sampling
+    params = SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                            seed=cfg.seed)
+    backend = (backend_factory(spec) if backend_factory is not None
+               else make_backend(cfg.teacher.model_copy(update={"model": spec.model, "backend": spec.backend})))
+    cache = RequestCache(out / "cache.sqlite")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(inputs), unit="input", desc=f"eval {spec.name}", dynamic_ncols=True)
+    try:
+        comps = Teacher(backend, cache, progress=bar).generate([task.messages(x) for x in inputs], 1, params)
+    finally:
+        if bar is not None:
+            bar.close()
+        cache.close()
+        backend.close()  # releases the weights (distill.devices.release_model) before the next model loads
+    return [clean_answer(c[0].text) for c in comps]
+
+
+class Scorer:
+    """The encoder and the critic chain, loaded once, scoring any number of output lists."""
+
+    def __init__(self, cfg: RunConfig, critic_specs: list, encoder: str | None, out: Path) -> None:
+        from distill.critics.embed import Encoder
+        from distill.critics.registry import build_critic
+
+        self.encoder = Encoder(encoder, cache_path=out / "embeddings.sqlite")
+        self.critics = [build_critic(c.type, c.kwargs(), where=f"eval.critics[{n}]", teacher=cfg.teacher,
+                                     encoder=encoder) for n, c in enumerate(critic_specs)]
+        self._x_tokens: dict[str, Any] = {}
+
+    def score(self, inputs: list[str], outputs: list[str]) -> list[dict[str, Any]]:
+        from distill.record import Record
+        from distill.stage import run_pipeline
+
+        new = [x for x in dict.fromkeys(inputs) if x not in self._x_tokens]
+        self._x_tokens.update(zip(new, M.token_embeddings(self.encoder.model, new)))
+        y_tokens = M.token_embeddings(self.encoder.model, outputs)
+        cos = (self.encoder.encode(inputs) * self.encoder.encode(outputs)).sum(axis=1)
+        records = [Record(id=str(i), task="paraphrase", input=x, output=y) for i, (x, y) in enumerate(zip(inputs, outputs))]
+        kept = {r.id for r in run_pipeline(self.critics, records)}
+        reasons = {r.id: f"{c.name}:{why}" if not why.startswith(c.name) else why
+                   for c in self.critics for r, why in c.drain_rejects()}
+        items = []
+        for i, (x, y) in enumerate(zip(inputs, outputs)):
+            p, r, f = M.bertscore(self._x_tokens[x], y_tokens[i])
+            b = min(M.bleu(x, y), 1.0)
+            items.append({"i": i, "input": x, "output": y, "bert_ibleu": M.bert_ibleu(f, b), "bertscore_p": p,
+                          "bertscore_r": r, "bertscore_f1": f, "cosine": float(cos[i]), "bleu": b,
+                          "rouge_l": M.rouge_l(x, y), "length_ratio": M.length_ratio(x, y),
+                          "accepted": str(i) in kept, "reject_reason": reasons.get(str(i)),
+                          "copy": M.is_copy(x, y), "near_copy": M.is_near_copy(x, y),
+                          "degenerate": M.degenerate(x, y), "empty": not y.strip()})
+        return items
+
+    def close(self) -> None:
+        for c in self.critics:
+            if hasattr(c, "close"):
+                c.close()
+        self.encoder.close()
+
+
+def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means of the per-item values (rates for the booleans) and reason counts."""
+    n = len(items)
+    mean = lambda key, f=float: sum(f(it[key]) for it in items) / n if n else 0.0  # noqa: E731
+    out: dict[str, Any] = {"n": n}
+    for k in ("bert_ibleu", "bertscore_f1", "bertscore_p", "bertscore_r", "cosine", "bleu", "rouge_l",
+              "length_ratio", "accepted", "copy", "near_copy", "empty"):
+        out[k] = mean(k)
+    out["one_minus_bleu"] = 1.0 - out["bleu"]
+    out["degenerate"] = mean("degenerate", lambda v: v is not None)
+    out["degenerate_reasons"] = dict(Counter(it["degenerate"] for it in items if it["degenerate"]).most_common())
+    out["reject_reasons"] = dict(Counter(it["reject_reason"] for it in items if it["reject_reason"]).most_common())
+    return out
+
+
+def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
+             backend_factory: Callable[[EvalModelSpec], Any] | None = None) -> dict[str, Any]:
+    """Evaluate ``models`` (EvalModelSpec or dicts; None: ``cfg.eval.models``), reusing
+    every cached per-model result; write the outputs listed in the module docstring and
+    return what results.json holds. ``backend_factory`` (tests) replaces make_backend."""
+    t0 = time.perf_counter()
+    specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in (models or cfg.eval.models)]
+    if len({s.name for s in specs}) != len(specs):
+        raise ConfigError("eval models: names must be unique")
+    out = eval_dir(cfg)
+    inputs, source = load_inputs(cfg)
+    critic_specs = cfg.eval.critics if cfg.eval.critics is not None else cfg.filter.critics
+    encoder = cfg.eval.encoder or cfg.filter.dedup.encoder
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[EvalModelSpec, Path]] = []
+    for spec in specs:
+        path = out / "models" / f"{spec.name}-{fingerprint(spec, cfg, inputs, critic_specs, encoder)}.json"
+        if path.is_file():
+            rows[spec.name] = {**json.loads(path.read_text()), "cached": True}
+        else:
+            todo.append((spec, path))
+    generated = {}
+    for spec, _ in todo:  # phase 1: one model in memory at a time
+        g0 = time.perf_counter()
+        generated[spec.name] = (generate(spec, cfg, inputs, out, progress, backend_factory), time.perf_counter() - g0)
+    if todo:  # phase 2: one encoder and one critic chain for every new output list
+        scorer = Scorer(cfg, critic_specs, encoder, out)
+        try:
+            for spec, path in todo:
+                s0 = time.perf_counter()
+                outputs, gen_s = generated[spec.name]
+                items = scorer.score(inputs, outputs)
+                row = {"name": spec.name, "spec": spec.model_dump(), "fingerprint": path.stem.rsplit("-", 1)[1],
+                       "generate_seconds": round(gen_s, 2), "score_seconds": round(time.perf_counter() - s0, 2),
+                       "metrics": summarize(items), "items": items}
+                atomic_write_json(path, row)
+                rows[spec.name] = {**row, "cached": False}
+        finally:
+            scorer.close()
+    for spec in specs:
+        items = rows[spec.name].pop("items")
+        atomic_write(out / "generations" / f"{spec.name}.jsonl",
+                     lambda f, items=items: f.write("".join(json.dumps(it, ensure_ascii=False) + "\n"
+                                                            for it in items).encode()))
+    results = {"inputs": {"source": source, "count": len(inputs), "limit": cfg.eval.limit},
+               "critics": [c.model_dump() for c in critic_specs], "encoder": encoder or "all-MiniLM-L6-v2",
+               "beta": M.BETA, "models": [rows[s.name] for s in specs], "seconds": round(time.perf_counter() - t0, 2)}
+    atomic_write_json(out / "results.json", results)
+    atomic_write(out / "results.md", lambda f: f.write(markdown(results).encode()))
+    plot(results, out / "metrics.png")
+    results["output_dir"] = str(out)
+    return results
+
+
+def _cell(v: float, fmt: str) -> str:
+    return f"{100 * v:.1f}%" if fmt == "%" else format(v, fmt)
+
+
+def table(results: dict[str, Any]) -> str:
+    head = ["model", "n"] + [c[1] for c in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in results["models"]:
+        m = row["metrics"]
+        lines.append("| " + " | ".join([row["name"], str(m["n"])] + [_cell(m[k], f) for k, _, f in COLUMNS]) + " |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    inp, crit = results["inputs"], ", ".join(c["type"] for c in results["critics"]) or "none"
+    reasons = [f"- {r['name']}: " + (", ".join(f"{k} {v}" for k, v in r["metrics"]["reject_reasons"].items()) or "none")
+               for r in results["models"]]
+    return (f"# Evaluation\n\n{inp['count']} inputs: {inp['source']}. Encoder: {results['encoder']}. "
+            f"Critics: {crit}.\n\n{table(results)}\n\n{LEGEND}\n\nCritic rejections (first failing critic):\n"
+            + "\n".join(reasons) + "\n")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Grouped bars: one group per model, one bar per headline number (all on 0-1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("bert_ibleu", "BERT-iBLEU"), ("accepted", "critic acceptance"), ("copy", "copy rate"),
+            ("degenerate", "degenerate rate")]
+    names = [r["name"] for r in results["models"]]
+    width = 0.8 / len(keys)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(names) + 2), 4.2), dpi=110)
+    for j, (k, label) in enumerate(keys):
+        vals = [r["metrics"][k] for r in results["models"]]
+        xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(names))]
+        bars = ax.bar(xs, vals, width, label=label, color=f"C{j}")
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=8, padding=2)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("mean / share of outputs")
+    ax.set_title(f"distill eval: {results['inputs']['count']} held-out inputs")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(keys), frameon=False, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def cli_eval(cfg: RunConfig, progress: bool = True) -> int:
+    res = run_eval(cfg, progress=progress)
+    print("\n" + table(res))
+    cached = [r["name"] for r in res["models"] if r["cached"]]
+    print(f"\n{res['inputs']['count']} inputs, {res['seconds']} s" + (f" (reused: {', '.join(cached)})" if cached else "")
+          + f"; results.json, results.md, metrics.png and generations/ in {res['output_dir']}")
+    return 0
