@@ -136,6 +136,7 @@ def generate(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], out: Path, 
                             seed=cfg.seed)
     backend = (backend_factory(spec) if backend_factory is not None
                else make_backend(cfg.teacher.model_copy(update={"model": spec.model, "backend": spec.backend})))
+    backend = _WeightsKeyed(backend, _model_identity(spec))
     cache = RequestCache(out / "cache.sqlite")
     bar = None
     if progress:
@@ -150,6 +151,22 @@ def generate(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], out: Path, 
         cache.close()
         backend.close()  # releases the weights (distill.devices.release_model) before the next model loads
     return [clean_answer(c[0].text) for c in comps]
+
+
+class _WeightsKeyed:
+    """A backend whose model_id also names the weights' version, so the request cache never
+    serves a retrained student (same folder, new weights) its predecessor's outputs."""
+
+    def __init__(self, inner, identity: Any) -> None:
+        self.inner, self.chunk_size = inner, inner.chunk_size
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        self.model_id = f"{inner.model_id}@{digest}"
+
+    def generate_requests(self, requests):
+        return self.inner.generate_requests(requests)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class Scorer:
