@@ -138,7 +138,7 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
             try:
                 teacher = _make_teacher(backend, cache, budget, task, seeds, per, todo, progress)
                 try:
-                    written, stopped = _generate_shards(task, teacher, seeds, per, todo, store)
+                    written, stopped = _generate_shards(task, teacher, seeds, per, todo, store, cfg.round)
                     if stopped:
                         status = "budget_exhausted"
                         message = f"{stopped}. Finished shards are kept; raise the budget and rerun to continue."
@@ -167,7 +167,7 @@ def _make_teacher(backend, cache, budget, task, seeds, per, todo, progress):
     return Teacher(backend, cache, budget, progress=bar)
 
 
-def _generate_shards(task, teacher, seeds, per, todo, store: ShardStore) -> tuple[int, str | None]:
+def _generate_shards(task, teacher, seeds, per, todo, store: ShardStore, round_: int) -> tuple[int, str | None]:
     """Generate and write each shard in ``todo``. Returns (shards written, why the
     budget stopped the run or None)."""
     from distill.generator.stage import TeacherStage
@@ -181,6 +181,8 @@ def _generate_shards(task, teacher, seeds, per, todo, store: ShardStore) -> tupl
             records = list(stage.run(seeds[i * per : (i + 1) * per]))
         except BudgetExhausted as e:
             return written, str(e)
+        for r in records:
+            r.round = round_
         store.write(i, records, {
             "counts": dict(task.counts),
             "completion_tokens_paid": teacher.usage.completion_tokens - before[0],
