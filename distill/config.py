@@ -319,12 +319,25 @@ class EvalConfig(Strict):
 # ---- the whole loop (distill run) ----------------------------------------------------
 
 class LoopConfig(Strict):
-    rounds: int = Field(1, ge=1, description="round 1: teacher; round k+1: round k's student as the teacher")
+    """``distill run``: round 1 is the configured task with the configured teacher; round k+1
+    asks round k's student, in instruction mode, to paraphrase inputs x taken from round 1's
+    generated samples (the original teacher's contexts), filters with the same critics and
+    trains again."""
+
+    rounds: int = Field(1, ge=1, description="round 1: the teacher; round k+1: round k's student as the teacher")
+    inputs_per_round: int | None = Field(None, gt=0, description="x's sampled from round 1's samples for each later "
+                                                                 "round; None: all of them")
+    k: int = Field(4, gt=0, description="samples the student writes per input in rounds 2+")
+    sampling: Sampling = Sampling(max_tokens=64, temperature=0.7, top_p=0.9)
+    train_from: Literal["previous", "base"] = Field("previous", description="round k+1 fine-tunes round k's student "
+                                                                             "(previous) or train.model again (base)")
+    evaluate: bool = Field(True, description="run `distill eval` after every round (all rounds in one table)")
 
 
 class RunConfig(Strict):
     output_dir: str = "runs/default"
     seed: int = 0
+    round: int = Field(1, ge=0, description="self-distillation round stamped on generated records (`distill run` sets it)")
     task: TaskConfig = ParaphrasePairsTask()
     teacher: TeacherConfig = TeacherConfig()
     shards: ShardConfig = ShardConfig()
