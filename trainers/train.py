@@ -246,6 +246,9 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         "tokens_per_second": round((st.num_input_tokens_seen - tokens_before) / max(m["train_runtime"], 1e-9), 1),
         "train_runtime_s": round(m.get("train_runtime", 0.0), 1), "wall_s": round(time.time() - t0, 1),
         "train_loss_history": train_hist, "eval_loss_history": eval_hist,
+        # [step, tokens seen, seconds since this invocation started] at each train-loss log
+        "token_log": [[h["step"], h["num_input_tokens_seen"], h["train_runtime"]] for h in st.log_history
+                      if "loss" in h and "train_runtime" in h],
         "config": t.model_dump(mode="json"), "fingerprint": fp,
     }
     atomic_write_json(out / "train_stats.json", stats)
