@@ -21,15 +21,15 @@ BEGIN, END = "<!-- distill:begin -->", "<!-- distill:end -->"
 USER_NOTE = ("## Notes\n\n_Write your own sections here or anywhere outside the distill markers: "
              "`distill corpus` and `--push-to-hub` keep them when they regenerate the card._\n")
 
-#: critic type -> {constructor parameter: (score name it bounds, label)}; the label says which side is kept
+#: critic type -> {constructor parameter: (score it bounds, what a kept record satisfies)}
 THRESHOLDS = {
-    "length_ratio": {"min_ratio": ("length_ratio", "min"), "max_ratio": ("length_ratio", "max")},
-    "compression": {"max_ratio": ("compression", "max")},
-    "lexical": {"max_rouge_l": ("rouge_l", "max"), "max_bleu": ("bleu", "max"), "max_token_overlap": ("token_overlap", "max")},
-    "copy": {"min_edit": ("edit_distance", "min"), "max_word_edits": ("word_edits", "max")},
-    "nli": {"min_forward": ("nli_forward", "min"), "min_backward": ("nli_backward", "min")},
-    "lm_judge": {"min_forward": ("lm_entail_forward", "min"), "min_backward": ("lm_entail_backward", "min")},
-    "embed_similarity": {"min_cos": ("embed_cos", "min"), "max_cos": ("embed_cos", "max")},
+    "length_ratio": {"min_ratio": ("length_ratio", ">="), "max_ratio": ("length_ratio", "<=")},
+    "compression": {"max_ratio": ("compression", "<=")},
+    "lexical": {"max_rouge_l": ("rouge_l", "<="), "max_bleu": ("bleu", "<="), "max_token_overlap": ("token_overlap", "<=")},
+    "copy": {"min_edit": ("edit_distance", ">="), "max_word_edits": ("word_edits", ">")},  # <= max_word_edits is a copy
+    "nli": {"min_forward": ("nli_forward", ">="), "min_backward": ("nli_backward", ">=")},
+    "lm_judge": {"min_forward": ("lm_entail_forward", ">="), "min_backward": ("lm_entail_backward", ">=")},
+    "embed_similarity": {"min_cos": ("embed_cos", ">="), "max_cos": ("embed_cos", "<=")},
 }
 
 CITATION = """@inproceedings{jung2024impossible,
@@ -66,13 +66,13 @@ def critic_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def thresholds(critic_config: list[dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
-    """Score name -> [(min|max, value)] for the configured critics."""
+    """Score name -> [(kept condition: >=, > or <=, value)] for the configured critics."""
     out: dict[str, list[tuple[str, float]]] = {}
     for spec in critic_config:
         settings = critic_settings(spec)
         table = dict(THRESHOLDS.get(spec["type"], {}))
         if spec["type"] == "trained" and spec.get("name"):
-            table["threshold"] = (spec["name"], "min")
+            table["threshold"] = (spec["name"], ">=")
         for param, (score, side) in table.items():
             v = settings.get(param)
             if isinstance(v, (int, float)) and not isinstance(v, bool):

@@ -47,11 +47,14 @@ def funnel(rows: list[dict[str, Any]], path: Path) -> None:
 
 def lengths(dd, path: Path) -> None:
     """Words in x and in y, one histogram per column, one step line per split."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     allw = [len(t.split()) for ds in dd.values() for col in ("input", "output") for t in ds[col]]
     hi = max(allw) if allw else 1
-    bins = np.arange(0, hi + 2, max(1, (hi + 1) // 30)) if allw else 10
+    lo = min(allw) if allw else 0
+    bins = np.arange(lo, hi + 2, max(1, (hi - lo + 1) // 30)) if allw else 10
     for ax, col, title in zip(axes, ("input", "output"), ("x (input)", "y (output)")):
         for (split, ds), color in zip(dd.items(), SPLIT_COLORS):
             w = [len(t.split()) for t in ds[col]]
@@ -60,7 +63,8 @@ def lengths(dd, path: Path) -> None:
                         label=f"{split} (n={len(w):,}, median {int(np.median(w))})")
         ax.set_title(f"Length of {title}", loc="left", fontweight="bold")
         ax.set_xlabel("words")
-        ax.legend(frameon=False, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(frameon=False, fontsize=8, loc="best")
     axes[0].set_ylabel("share of rows")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -77,23 +81,39 @@ def scores(summaries: dict[str, dict[str, Any]], thresholds: dict[str, list[tupl
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, k in zip(axes.flat, keys):
         h = summaries[k]["histogram"]
         edges, counts = np.asarray(h["edges"]), np.asarray(h["counts"])
-        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=KEPT, alpha=0.85, edgecolor="white")
         lo, hi = float(edges[0]), float(edges[-1])
-        for label, v in thresholds.get(k, []):
+        title = k
+        if hi - lo < 1e-6:  # every record scored the same: one visible bar, not a zero-width one
+            ax.bar([lo], [counts.sum()], width=0.1 * (abs(lo) or 1), color=KEPT, alpha=0.85)
+            lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
+            title = f"{k} (every record: {float(edges[0]):g})"
+        else:
+            ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=KEPT, alpha=0.85, edgecolor="white")
+        marks = thresholds.get(k, [])
+        lo, hi = min([lo] + [v for _, v in marks]), max([hi] + [v for _, v in marks])
+        pad = 0.06 * (hi - lo or 1)
+        lo, hi = lo - pad, hi + pad
+        for op, v in marks:  # shade the side the critic drops; label the side it keeps
+            keeps_above = op.startswith(">")
+            ax.axvspan(lo, v, color=ACCENT, alpha=0.07, lw=0) if keeps_above else ax.axvspan(v, hi, color=ACCENT,
+                                                                                            alpha=0.07, lw=0)
             ax.axvline(v, color=ACCENT, linestyle="--", linewidth=1.6)
-            ax.annotate(f"{label} {v:g}", (v, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                        textcoords="offset points", color=ACCENT, fontsize=8)
-            lo, hi = min(lo, v), max(hi, v)
-        pad = 0.04 * (hi - lo or 1)
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.set_title(k, loc="left", fontweight="bold")
+            ax.annotate(f"keep {op} {v:g}", (v, 1), xycoords=("data", "axes fraction"), xytext=(4 if keeps_above else -4, -4),
+                        textcoords="offset points", ha="left" if keeps_above else "right", va="top", color=ACCENT,
+                        fontsize=8, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.9})
+        ax.set_xlim(lo, hi)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, loc="left", fontweight="bold")
         ax.set_ylabel("records")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    fig.suptitle("Critic scores of every judged record (dashed: thresholds)", x=0.01, ha="left", fontsize=11)
+    fig.suptitle("Critic scores of every judged record (dashed: thresholds; shaded: dropped)", x=0.01, ha="left",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -65,8 +65,9 @@ def run(run_dir, tmp_path):
     return tmp_path / "run"
 
 
-def cfg_for(run: Path, *sets: str):
-    return load_config(None, [f"output_dir={run}", *sets])
+def cfg_for(run: Path, *sets: str, plots: bool = False):
+    """Plots cost seconds; only the tests about the card and the upload draw them."""
+    return load_config(None, [f"output_dir={run}", f"corpus.plots={str(plots).lower()}", *sets])
 
 
 def test_corpus_round_trips_through_load_from_disk_and_parquet(run):
@@ -125,7 +126,7 @@ def test_assign_splits_counts_fractions_and_seed():
 
 
 def test_card_header_parses_and_numbers_equal_stats(run):
-    stats = run_corpus(cfg_for(run, "corpus.license=cc-by-4.0"), progress=False)
+    stats = run_corpus(cfg_for(run, "corpus.license=cc-by-4.0", plots=True), progress=False)
     out = run / "corpus"
     fstats = json.loads((run / "filtered" / "stats.json").read_text())
     card = (out / "README.md").read_text()
@@ -149,12 +150,12 @@ def test_card_header_parses_and_numbers_equal_stats(run):
     assert "corpus:" in (out / "config.yaml").read_text() and "## Reproduce" in body
     # a person's notes outside the markers survive a rebuild
     (out / "README.md").write_text(card.replace(END, END + "\n\n## Our notes\nKeep me.\n"))
-    run_corpus(cfg_for(run, "corpus.license=cc-by-4.0", "corpus.examples_per_split=1"), progress=False)
+    run_corpus(cfg_for(run, "corpus.license=cc-by-4.0", "corpus.examples_per_split=1", plots=True), progress=False)
     again = (out / "README.md").read_text()
     assert "## Our notes\nKeep me." in again and again.count(BEGIN) == 1
 
 
-def test_decontamination_removes_exactly_the_planted_duplicates(run, encoder):
+def test_decontamination_removes_exactly_the_planted_duplicates(run):
     evals = run / "evals"
     evals.mkdir()
     (evals / "a.txt").write_text("  THE COMPANY reported a sharp rise in profits this year  \nAn unrelated sentence.\n")
@@ -222,7 +223,7 @@ def test_push_keeps_user_sections_and_deletes_stale_shards(run, tmp_path):
 
     from distill.corpus.hub import push
 
-    cfg = cfg_for(run)
+    cfg = cfg_for(run, plots=True)
     run_corpus(cfg, progress=False)
     existing = ("---\nlicense: mit\nextra_gated_prompt: be nice\n---\n\n# My dataset\n\nHand-written intro.\n\n"
                 f"{BEGIN}\nold generated text\n{END}\n\n## Limitations\nWritten by a person.\n")
@@ -286,10 +287,10 @@ def test_errors_name_the_fix(tmp_path, run):
 
 
 def test_inspect_and_cli(run, capsys):
-    assert main(["corpus", "-o", str(run), "--no-progress"]) == 0
+    assert main(["corpus", "-o", str(run), "--no-progress", "-s", "corpus.plots=false"]) == 0
     assert "train: 12 rows / 6 groups" in capsys.readouterr().out
     assert main(["inspect", str(run / "corpus"), "-n", "2"]) == 0
     text = capsys.readouterr().out
     assert "train" in text and "critic:copy" in text and "-- train: 2 of 12 --" in text and "  x: " in text
-    assert main(["corpus", "-o", str(run), "--no-progress"]) == 0
+    assert main(["corpus", "-o", str(run), "--no-progress", "-s", "corpus.plots=false"]) == 0
     assert "up to date" in capsys.readouterr().out
