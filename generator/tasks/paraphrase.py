@@ -141,8 +141,10 @@ class ParaphraseInstruct(Task):
 
     def seeds(self) -> list[Record]:
         rows = read_rows(self.cfg.inputs, self.cfg.field)[: self.cfg.limit]
+        # other JSONL fields (e.g. the context_id `distill run` writes) ride along into the records
         return [Record(id=f"in{i:06d}", task="paraphrase.seed", input=r[self.cfg.field].strip(), output="",
-                       metadata={"line": r["_line"]}) for i, r in enumerate(rows)]
+                       metadata={"line": r["_line"], **{k: v for k, v in r.items() if k not in (self.cfg.field, "_line")}})
+                for i, r in enumerate(rows)]
 
     def messages(self, x: str) -> list[dict[str, str]]:
         msgs = []
@@ -164,4 +166,5 @@ class ParaphraseInstruct(Task):
                     continue
                 yield Record(id=f"{seed.id}-s{i:03d}", task="paraphrase", input=seed.input, output=y,
                              teacher=teacher.model_id,
-                             metadata={"source_id": seed.id, "sample": i, "finish_reason": c.finish_reason})
+                             metadata={**{k: v for k, v in seed.metadata.items() if k != "line"},
+                                       "source_id": seed.id, "sample": i, "finish_reason": c.finish_reason})
