@@ -154,7 +154,8 @@ def body(info: dict[str, Any], dd) -> str:
          f"(symbolic knowledge distillation: over-generate with a teacher, keep what critics accept).", "",
          "## Splits", "", "Split by group (context), so near-identical pairs from one context never straddle splits.", "",
          _table(["split", "rows", "groups"], [[k, f"{v['rows']:,}", f"{v['groups']:,}"] for k, v in splits.items()]), "",
-         "```python\nfrom datasets import load_dataset\nds = load_dataset(\"REPO_OR_FOLDER\")\n```", "",
+         "```python\nfrom datasets import load_dataset\nds = load_dataset(\"OWNER/NAME\")  # once pushed to the Hub\n"
+         "ds = load_dataset(\"parquet\", data_dir=\"data\")  # from this folder\n```", "",
          "## Fields", "", _table(["field", "type", "meaning"], [[f"`{f['name']}`", f.get("dtype") or "struct of " + ", ".join(
              f"{x['name']}: {x['dtype']}" for x in f["struct"]), FIELD_DOCS[f["name"]]] for f in info["features"]]), "",
          "## Teacher and sampling", "", f"- teacher: `{teacher}` (backend `{info['cfg'].teacher.backend}`), seed {info['cfg'].seed}",
@@ -176,11 +177,21 @@ def body(info: dict[str, Any], dd) -> str:
     if info["plots"]:
         s += ["## Plots", ""] + [f"![{name}](plots/{name}.png)\n" for name in info["plots"]]
     s += ["## Examples", "", examples(dd, cc.examples_per_split, info["cfg"].seed), "",
-          "## Reproduce", "", "Generation: `" + " ".join(man.get("command") or ["distill", "generate", "..."]) + "`  ",
-          "Corpus: `" + info["command"] + "`", "", "Config (all stages):", "",
+          "## Reproduce", "", "Generation: `" + _command(man.get("command")) + "`  ",
+          "Filter: `distill filter CONFIG` (CONFIG: the config below)  ", "Corpus: `" + info["command"] + "`", "",
+          "Config (all stages, also saved as `config.yaml` beside this card):", "",
           f"```yaml\n{info['config_yaml'].rstrip()}\n```", "",
           "## Citation", "", f"```bibtex\n{CITATION}\n```", "", END]
     return "\n".join(s) + "\n"
+
+
+def _command(argv: list[str] | None) -> str:
+    import shlex
+    from pathlib import PurePath
+
+    if not argv:
+        return "distill generate CONFIG"
+    return shlex.join(["distill" if PurePath(argv[0]).name == "distill" else argv[0], *argv[1:]])
 
 
 def render(head: dict[str, Any], text: str) -> str:

@@ -98,13 +98,14 @@ def scores(summaries: dict[str, dict[str, Any]], thresholds: dict[str, list[tupl
         lo, hi = min([lo] + [v for _, v in marks]), max([hi] + [v for _, v in marks])
         pad = 0.06 * (hi - lo or 1)
         lo, hi = lo - pad, hi + pad
-        for op, v in marks:  # shade the side the critic drops; label the side it keeps
+        for n, (op, v) in enumerate(marks):  # shade the side the critic drops; label the side it keeps
             keeps_above = op.startswith(">")
+            right = (v - lo) < 0.7 * (hi - lo)  # the label goes right of its line unless that runs off the panel
             ax.axvspan(lo, v, color=ACCENT, alpha=0.07, lw=0) if keeps_above else ax.axvspan(v, hi, color=ACCENT,
                                                                                             alpha=0.07, lw=0)
             ax.axvline(v, color=ACCENT, linestyle="--", linewidth=1.6)
-            ax.annotate(f"keep {op} {v:g}", (v, 1), xycoords=("data", "axes fraction"), xytext=(4 if keeps_above else -4, -4),
-                        textcoords="offset points", ha="left" if keeps_above else "right", va="top", color=ACCENT,
+            ax.annotate(f"keep {op} {v:g}", (v, 1), xycoords=("data", "axes fraction"), xytext=(4 if right else -4, -4 - 14 * n),
+                        textcoords="offset points", ha="left" if right else "right", va="top", color=ACCENT,
                         fontsize=8, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.9})
         ax.set_xlim(lo, hi)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
