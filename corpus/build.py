@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from distill.config import RunConfig, dump_config
 from distill.corpus import dataset as D
+
+from distill.config import RunConfig, dump_config
 from distill.errors import DistillError
 from distill.record import Record
 from distill.shards import ShardStore, atomic_write, atomic_write_json
@@ -155,9 +156,8 @@ class CorpusBuild:
         return stats
 
     def _write(self, tmp: Path, dd, records, dropped, funnel, splits, decon, score_keys) -> dict[str, Any]:
-        from distill.corpus import card, plots
-
         import datasets
+        from distill.corpus import card, plots
 
         tmp.mkdir(parents=True)
         quiet = datasets.is_progress_bar_enabled()

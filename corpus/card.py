@@ -14,7 +14,6 @@ import random
 from typing import Any
 
 import yaml
-
 from distill.corpus.dataset import FIELD_DOCS
 
 BEGIN, END = "<!-- distill:begin -->", "<!-- distill:end -->"
@@ -148,14 +147,13 @@ def body(info: dict[str, Any], dd) -> str:
     splits = info["stats"]["splits"]
     gen = info["generate_stats"]
     s = [BEGIN, "", f"# {info['pretty_name']}", "",
-         f"{sum(v['rows'] for v in splits.values()):,} synthetic `{task.get('name', '?')}` pairs (x -> y) written by "
-         f"`{teacher}` and kept by critics and dedup, made with "
-         f"distill-kd following the Impossible Distillation recipe "
-         f"(symbolic knowledge distillation: over-generate with a teacher, keep what critics accept).", "",
+         (f"{sum(v['rows'] for v in splits.values()):,} synthetic `{task.get('name', '?')}` pairs (x -> y) written by "
+          f"`{teacher}` and kept by critics and dedup, made with distill-kd following the Impossible Distillation "
+          "recipe (symbolic knowledge distillation: over-generate with a teacher, keep what critics accept)."), "",
          "## Splits", "", "Split by group (context), so near-identical pairs from one context never straddle splits.", "",
          _table(["split", "rows", "groups"], [[k, f"{v['rows']:,}", f"{v['groups']:,}"] for k, v in splits.items()]), "",
-         "```python\nfrom datasets import load_dataset\nds = load_dataset(\"OWNER/NAME\")  # once pushed to the Hub\n"
-         "ds = load_dataset(\"parquet\", data_dir=\"data\")  # from this folder\n```", "",
+         ("```python\nfrom datasets import load_dataset\nds = load_dataset(\"OWNER/NAME\")  # once pushed to the Hub\n"
+          "ds = load_dataset(\"parquet\", data_dir=\"data\")  # from this folder\n```"), "",
          "## Fields", "", _table(["field", "type", "meaning"], [[f"`{f['name']}`", f.get("dtype") or "struct of " + ", ".join(
              f"{x['name']}: {x['dtype']}" for x in f["struct"]), FIELD_DOCS[f["name"]]] for f in info["features"]]), "",
          "## Teacher and sampling", "", f"- teacher: `{teacher}` (backend `{info['cfg'].teacher.backend}`), seed {info['cfg'].seed}",

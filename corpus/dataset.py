@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.critics.dedup import normalize
+
 from distill.errors import DistillError
 from distill.record import Record
 

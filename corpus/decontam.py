@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from distill.critics.dedup import normalize
 
 from distill.config import DecontamConfig
-from distill.critics.dedup import normalize
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -106,7 +106,6 @@ class Decontaminator:
 
     def _near(self, records: list[Record]) -> dict[str, dict[str, Any]]:
         import torch
-
         from distill.critics.embed import Encoder
 
         enc = Encoder(self.encoder_name, cache_path=self.cache_path)

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from distill.config import HubConfig
 from distill.corpus.card import merge_card, split_card
+
+from distill.config import HubConfig
 from distill.errors import DistillError
 
 UPLOADED = ("data", "plots")

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from distill.corpus.dataset import load_corpus
+
 from distill.errors import DistillError
 
 

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
-
-from distill.cli import main
-from distill.config import load_config
 from distill.corpus.build import load_corpus, run_corpus
 from distill.corpus.card import BEGIN, END, split_card
 from distill.corpus.dataset import assign_splits
 from distill.critics.pipeline import run_filter
+
+from distill.cli import main
+from distill.config import load_config
 from distill.errors import ConfigError, DistillError
 from distill.record import Record
 from distill.shards import ShardStore
@@ -179,7 +178,7 @@ def test_decontamination_removes_exactly_the_planted_duplicates(run):
 
 
 def test_exact_only_decontamination_loads_no_encoder(run, monkeypatch):
-    import distill.critics.embed as embed
+    from distill.critics import embed
 
     monkeypatch.setattr(embed, "Encoder", None)  # any use would fail
     (run / "ev.txt").write_text(PAIRS[0][1].lower() + "\n")
@@ -202,9 +201,8 @@ class FakeApi:
     def hf_hub_download(self, repo, filename, **kw):
         self.calls.append(("hf_hub_download", repo, filename, kw))
         if self.card is None:
-            from huggingface_hub.errors import RemoteEntryNotFoundError
-
             import httpx
+            from huggingface_hub.errors import RemoteEntryNotFoundError
 
             raise RemoteEntryNotFoundError("404", response=httpx.Response(404, request=httpx.Request("GET", "http://x")))
         (self.tmp / "README.md").write_text(self.card)
@@ -219,9 +217,8 @@ class FakeApi:
 
 
 def test_push_keeps_user_sections_and_deletes_stale_shards(run, tmp_path):
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
     from distill.corpus.hub import push
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     cfg = cfg_for(run, plots=True)
     run_corpus(cfg, progress=False)
