@@ -35,27 +35,7 @@ from distill.trainers import metrics as M
 
 RESULT_VERSION = 1  # bump when a metric's definition changes: invalidates every cached result
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
-# (key in a model's metrics, column header, format); rates are shown as percentages
-COLUMNS = [("bert_ibleu", "BERT-iBLEU ↑", ".3f"), ("bertscore_f1", "BERTScore F1", ".3f"),
-           ("cosine", "cosine", ".3f"), ("one_minus_bleu", "1−BLEU", ".3f"), ("rouge_l", "ROUGE-L", ".3f"),
-           ("length_ratio", "len ratio", ".2f"), ("accepted", "accepted", "%"), ("copy", "copy", "%"),
-           ("near_copy", "near-copy", "%"), ("degenerate", "degenerate", "%"), ("empty", "empty", "%")]
-LEGEND = """\
-Means over all held-out inputs (x = input, y = the model's output; a failed output counts, it is not skipped):
-- **BERT-iBLEU**: ((4 / BERTScore F1 + 1 / (1 − BLEU)) / 5)⁻¹ per pair (β = 4, Niu et al. 2021, Jung et al. 2024), \
-0 for a copy. It rewards rewording and tolerates lost meaning: read it with *len ratio* and *accepted*.
-- **BERTScore F1**: greedy cosine matching of the encoder's contextual token embeddings (special tokens dropped), \
-R = mean over x's tokens of the best match in y, P the same from y, F1 = 2PR/(P+R); no idf weighting, no baseline rescaling.
-- **cosine**: cosine of the sentence embeddings of x and y (same encoder). It cannot tell a contradiction from a paraphrase.
-- **1−BLEU**: lexical diversity; BLEU = sacrebleu sentence BLEU of y against x, 0-1, 13a tokens, effective order, exp smoothing.
-- **ROUGE-L**: F1 of the longest common word subsequence (rouge-score, lowercased, no stemming); lower = more rewording.
-- **len ratio**: words in y / words in x; well under 1 means content was dropped.
-- **accepted**: share of pairs every critic keeps (the `filter.critics` chain unless `eval.critics` is set).
-- **copy**: y equals x ignoring case, punctuation and spacing. **near-copy**: a copy or what the `copy` critic rejects by \
-default (character edit distance < 0.1, or at most one word edited).
-- **degenerate**: the `wellformed` critic (defaults) rejects y: empty, several lines, wrapper/meta-text, wholly quoted, \
-repetition loop, language switch, too few words, no end punctuation, lowercase start, unbalanced quotes. **empty**: y is empty.
-Baselines: *copy* (y = x) shows what a score means for no change at all; the zero-/few-shot rows are the prompted teacher."""
+
 
 
 def eval_dir(cfg: RunConfig) -> Path:
@@ -233,7 +213,8 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
     every cached per-model result; write the outputs listed in the module docstring and
     return what results.json holds. ``backend_factory`` (tests) replaces make_backend."""
     t0 = time.perf_counter()
-    specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in (models or cfg.eval.models)]
+    given = cfg.eval.models if models is None else models
+    specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in given]
     if len({s.name for s in specs}) != len(specs):
         raise ConfigError("eval models: names must be unique")
     out = eval_dir(cfg)
@@ -286,11 +267,11 @@ def _cell(v: float, fmt: str) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    head = ["model", "n"] + [c[1] for c in COLUMNS]
+    head = ["model", "n"] + [c[1] for c in M.COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in results["models"]:
         m = row["metrics"]
-        lines.append("| " + " | ".join([row["name"], str(m["n"])] + [_cell(m[k], f) for k, _, f in COLUMNS]) + " |")
+        lines.append("| " + " | ".join([row["name"], str(m["n"])] + [_cell(m[k], f) for k, _, f in M.COLUMNS]) + " |")
     return "\n".join(lines)
 
 
@@ -299,7 +280,7 @@ def markdown(results: dict[str, Any]) -> str:
     reasons = [f"- {r['name']}: " + (", ".join(f"{k} {v}" for k, v in r["metrics"]["reject_reasons"].items()) or "none")
                for r in results["models"]]
     return (f"# Evaluation\n\n{inp['count']} inputs: {inp['source']}. Encoder: {results['encoder']}. "
-            f"Critics: {crit}.\n\n{table(results)}\n\n{LEGEND}\n\nCritic rejections (first failing critic):\n"
+            f"Critics: {crit}.\n\n{table(results)}\n\n{M.LEGEND}\n\nCritic rejections (first failing critic):\n"
             + "\n".join(reasons) + "\n")
 
 
@@ -310,8 +291,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [("bert_ibleu", "BERT-iBLEU"), ("accepted", "critic acceptance"), ("copy", "copy rate"),
-            ("degenerate", "degenerate rate")]
+    keys = [("bert_ibleu", "BERT-iBLEU ↑"), ("accepted", "critic acceptance ↑"), ("copy", "copy rate ↓"),
+            ("degenerate", "degenerate rate ↓")]
     names = [r["name"] for r in results["models"]]
     width = 0.8 / len(keys)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(names) + 2), 4.2), dpi=110)

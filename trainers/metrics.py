@@ -37,6 +37,29 @@ import numpy as np
 BETA = 4.0
 
 
+# (key in a model's metrics, column header, format); rates are shown as percentages
+COLUMNS = [("bert_ibleu", "BERT-iBLEU ↑", ".3f"), ("bertscore_f1", "BERTScore F1", ".3f"),
+           ("cosine", "cosine", ".3f"), ("one_minus_bleu", "1−BLEU", ".3f"), ("rouge_l", "ROUGE-L", ".3f"),
+           ("length_ratio", "len ratio", ".2f"), ("accepted", "accepted", "%"), ("copy", "copy", "%"),
+           ("near_copy", "near-copy", "%"), ("degenerate", "degenerate", "%"), ("empty", "empty", "%")]
+LEGEND = """\
+Means over all held-out inputs (x = input, y = the model's output; a failed output counts, it is not skipped):
+- **BERT-iBLEU**: ((4 / BERTScore F1 + 1 / (1 − BLEU)) / 5)⁻¹ per pair (β = 4, Niu et al. 2021, Jung et al. 2024), \
+0 for a copy. It rewards rewording and tolerates lost meaning: read it with *len ratio* and *accepted*.
+- **BERTScore F1**: greedy cosine matching of the encoder's contextual token embeddings (special tokens dropped), \
+R = mean over x's tokens of the best match in y, P the same from y, F1 = 2PR/(P+R); no idf weighting, no baseline rescaling.
+- **cosine**: cosine of the sentence embeddings of x and y (same encoder). It cannot tell a contradiction from a paraphrase.
+- **1−BLEU**: lexical diversity; BLEU = sacrebleu sentence BLEU of y against x, 0-1, 13a tokens, effective order, exp smoothing.
+- **ROUGE-L**: F1 of the longest common word subsequence (rouge-score, lowercased, no stemming); lower = more rewording.
+- **len ratio**: words in y / words in x; well under 1 means content was dropped.
+- **accepted**: share of pairs every critic keeps (the `filter.critics` chain unless `eval.critics` is set).
+- **copy**: y equals x ignoring case, punctuation and spacing. **near-copy**: a copy or what the `copy` critic rejects by \
+default (character edit distance < 0.1, or at most one word edited).
+- **degenerate**: the `wellformed` critic (defaults) rejects y: empty, several lines, wrapper/meta-text, wholly quoted, \
+repetition loop, language switch, too few words, no end punctuation, lowercase start, unbalanced quotes. **empty**: y is empty.
+Baselines: *copy* (y = x) shows what a score means for no change at all; the zero-/few-shot rows are the prompted teacher."""
+
+
 def bleu(x: str, y: str) -> float:
     """Sentence BLEU of ``y`` against the reference ``x``, 0-1 (see the module docstring)."""
     return _bleu().sentence_score(y, [x]).score / 100.0
