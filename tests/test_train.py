@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require_vllm
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -219,20 +220,46 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path, corpus, tiny_llama)
         run_train(config(tmp_path, corpus, tiny_llama, eval_steps=10, save_steps=15), progress=False)
 
 
-@pytest.mark.slow
-def test_real_smollm2_trains_a_few_steps_and_is_served(tmp_path):
+@pytest.fixture(scope="module")
+def smollm2_student(tmp_path_factory, tok_dir):
+    """The real SmolLM2-135M trained for 3 steps through the CLI."""
     from distill.cli import main
+
+    tmp = tmp_path_factory.mktemp("smollm2")
+    corpus = make_corpus(tmp / "corpus", train=16, validation=4)
+    assert main(["train", "-o", str(tmp), "--no-progress", "--set", "train.max_steps=3",
+                 "--set", "train.batch_size=4", "--set", "train.save_steps=3", "--set", "train.eval_steps=3",
+                 "--set", f"train.corpus_dir={corpus}"]) == 0
+    return tmp / "student"
+
+
+PROMPT = [{"role": "user", "content": f"{ParaphraseInstructTask(inputs='x').instruction}\n\nThe cat sat on the mat."}]
+
+
+@pytest.mark.slow
+def test_real_smollm2_trains_a_few_steps_and_is_served(smollm2_student):
     from distill.generator.backends.base import SamplingParams
     from distill.generator.backends.transformers_backend import TransformersBackend
 
-    corpus = make_corpus(tmp_path / "corpus", train=16, validation=4)
-    assert main(["train", "-o", str(tmp_path), "--no-progress", "--set", "train.max_steps=3",
-                 "--set", "train.batch_size=4", "--set", "train.save_steps=3", "--set", "train.eval_steps=3",
-                 "--set", f"train.corpus_dir={corpus}"]) == 0
-    s = json.loads((tmp_path / "student" / "train_stats.json").read_text())
+    s = json.loads((smollm2_student / "train_stats.json").read_text())
     assert s["steps"] == 3 and s["eval_loss_best"] < s["eval_loss_first"]
-    backend = TransformersBackend(model=str(tmp_path / "student" / "model"), device="cpu")
-    msgs = [{"role": "user", "content": f"{ParaphraseInstructTask(inputs='x').instruction}\n\nthe cat sat on the mat."}]
-    (res,) = backend.generate([msgs], 1, SamplingParams(max_tokens=24, temperature=0))
+    backend = TransformersBackend(model=str(smollm2_student / "model"), device="cpu")
+    (res,) = backend.generate([PROMPT], 1, SamplingParams(max_tokens=24, temperature=0))
     assert res[0].text.strip()
     backend.close()
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_serves_the_trained_student_as_is(smollm2_student):
+    require_vllm()
+    from distill.generator.backends.base import SamplingParams
+    from distill.generator.backends.vllm_backend import VLLMBackend
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    b = VLLMBackend(model=str(smollm2_student / "model"), enforce_eager=True, max_model_len=1024, max_num_seqs=8)
+    try:
+        (res,) = b.generate([PROMPT], 1, SamplingParams(max_tokens=24, temperature=0))
+        assert res[0].text.strip()
+    finally:
+        b.close()

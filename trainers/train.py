@@ -214,7 +214,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         load_best_model_at_end=val is not None, metric_for_best_model="eval_loss", greater_is_better=False,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
         include_num_input_tokens_seen="non_padding", report_to="none", disable_tqdm=not progress,
-        dataloader_num_workers=0, remove_unused_columns=False,
+        dataloader_num_workers=0, remove_unused_columns=False, prediction_loss_only=True,  # no logits kept in eval
     )
     callbacks = [EarlyStoppingCallback(t.early_stopping_patience)] if val is not None and t.early_stopping_patience \
         else []
