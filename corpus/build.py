@@ -36,6 +36,10 @@ def _sha(data: bytes) -> str:
 
 
 def _eval_signature(path: str) -> str:
+    if path.startswith("builtin:"):
+        from distill.data.pools import load_pool
+
+        return _sha("\n".join(load_pool(path)).encode())
     p = Path(path).expanduser()
     if p.is_file():
         return _sha(p.read_bytes())

@@ -31,6 +31,10 @@ def _pick(columns: list[str], fields: list[str], where: str) -> list[str]:
 
 
 def load_eval_items(path: str, fields: list[str]) -> list[str]:
+    if path.startswith("builtin:"):  # a shipped pool, e.g. builtin:lee-heldout (distill.data.pools)
+        from distill.data.pools import load_pool
+
+        return load_pool(path)
     p = Path(path).expanduser()
     if not p.exists():
         raise DistillError(f"eval set not found: {p} (corpus.decontaminate.eval_sets takes .txt, .jsonl, .parquet "

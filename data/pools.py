@@ -1,0 +1,56 @@
+"""Built-in input pools, named ``builtin:<name>`` wherever a seed file is expected
+(``task.inputs``, ``eval.inputs``).
+
+- ``lee-train``: sentences (8-30 words, well-formed) of the ABC news documents of gensim's
+  ``lee_background.cor`` that are *not* in the held-out sample: the held-out set takes one
+  sentence from each of 150 documents, and every document it draws from is excluded here,
+  so training inputs and evaluation inputs never share a story. The corpus repeats some
+  stories in several documents, so every sentence of a held-out document is also removed
+  wherever its text appears again, and each
+  sentence is kept once (near copies are the corpus stage's decontamination's job).
+- ``lee-heldout``: the held-out sample itself (distill.data.heldout.load_heldout).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from distill.errors import DistillError
+
+PREFIX = "builtin:"
+
+
+def heldout_documents() -> set[int]:
+    from distill.data import heldout
+
+    lines = resources.files(heldout.__name__).joinpath(heldout.IDS_FILE).read_text().splitlines()
+    return {int(line.split()[0]) for line in lines if line.strip() and not line.startswith("#")}
+
+
+def lee_train() -> list[str]:
+    from distill.critics.wellformed import WellFormed
+    from distill.data.heldout import lee_documents, load_heldout, split_sentences
+
+    wf, held, docs = WellFormed(), heldout_documents(), lee_documents()
+    seen = set(load_heldout("lee")) | {s for d in held for s in split_sentences(docs[d])}
+    out: list[str] = []
+    for d, doc in enumerate(docs):
+        if d in held:
+            continue
+        for s in split_sentences(doc):
+            if s not in seen and 8 <= len(s.split()) <= 30 and wf.problem(s) is None:
+                seen.add(s)
+                out.append(s)
+    return out
+
+
+def load_pool(name: str) -> list[str]:
+    """The sentences of pool ``name`` (with or without the ``builtin:`` prefix), in a fixed order."""
+    name = name.removeprefix(PREFIX)
+    if name == "lee-train":
+        return lee_train()
+    if name == "lee-heldout":
+        from distill.data.heldout import load_heldout
+
+        return load_heldout("lee")
+    raise DistillError(f"unknown built-in input pool {PREFIX}{name}; known: {PREFIX}lee-train, {PREFIX}lee-heldout")
