@@ -7,6 +7,10 @@ generation (run greedy) takes that token. This samples from the same distributio
 ``do_sample=True`` but makes sample ``i`` of a prompt independent of which other rows
 share its batch, so batch size, length sorting and resuming after a crash do not change
 the samples.
+
+Rows of one prompt share its prefill: within a batch each distinct prompt is run through
+the model once and its KV cache is copied to its sample rows (see :meth:`_shared_prefill`),
+so n samples of a long few-shot prompt cost one prefill, not n.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class TransformersBackend(Backend):
     name = "transformers"
 
     def __init__(self, model: str | None = None, device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 32, trust_remote_code: bool = False) -> None:
+                 batch_size: int = 32, trust_remote_code: bool = False, share_prefill: bool = True) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.path = resolve_model(model)  # a missing model fails here, before the heavy imports
         import torch
@@ -44,6 +48,7 @@ class TransformersBackend(Backend):
         self.device = pick_device(device, "teacher")
         self.batch_size = batch_size
         self.chunk_size = batch_size * 4
+        self.share_prefill = share_prefill  # off: every row prefills its own prompt (the reference path)
         try:
             self.tok = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
@@ -120,8 +125,10 @@ class TransformersBackend(Backend):
             eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
         )
         with torch.inference_mode():
+            cache = self._shared_prefill(prompts, enc) if self.share_prefill else None
+            extra = {"past_key_values": cache} if cache is not None else {}
             seqs = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
-                                       stopping_criteria=stopping)
+                                       stopping_criteria=stopping, **extra)
         results = []
         for row in seqs[:, width:].tolist():
             n = len(row)
@@ -136,6 +143,42 @@ class TransformersBackend(Backend):
             results.append(Completion(text=text, completion_tokens=n + (1 if hit_eos and not stopped else 0),
                                       finish_reason=finish))
         return results
+
+    def _shared_prefill(self, prompts: list[list[int]], enc):
+        """The KV cache of every row's prompt but its last token, prefilled once per distinct
+        prompt and gathered to the rows; None when no two rows share a prompt (or sharing
+        does not apply), and generate then prefills every row itself.
+
+        The distinct prompts are taken from the padded batch, so their padding width is the
+        rows' width. Positions are derived from the attention mask exactly as
+        ``generate`` derives them (``GenerationMixin._prepare_position_ids_for_generation``).
+        Given this cache and the full input_ids / attention_mask, ``generate`` runs only the
+        last prompt token (``next_sequence_length = width - cache length``) and then decodes,
+        so each row sees the same keys, values and positions as when it prefills alone.
+        """
+        torch = self._torch
+        from transformers import DynamicCache
+
+        first: dict[tuple[int, ...], int] = {}
+        row_to_distinct = [first.setdefault(tuple(p), len(first)) for p in prompts]
+        width = enc["input_ids"].shape[1]
+        if len(first) == len(prompts) or width < 2:
+            return None
+        first_row: list[int] = []
+        for r, d in enumerate(row_to_distinct):
+            if d == len(first_row):
+                first_row.append(r)
+        pick = torch.tensor(first_row, device=self.device)
+        ids = enc["input_ids"][pick, :-1]
+        mask = enc["attention_mask"][pick, :-1]
+        pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        extra = {"logits_to_keep": 1} if self._keeps_logits() else {}  # the logits are not used
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **extra)
+        cache = out.past_key_values
+        if not isinstance(cache, DynamicCache) or cache.get_seq_length() != width - 1:
+            return None  # a cache kind this gather is not known to be right for: prefill every row
+        cache.batch_select_indices(torch.tensor(row_to_distinct, device=self.device))  # keys[idx], values[idx]
+        return cache
 
     def first_token_ids(self, candidates: Sequence[str]) -> list[int]:
         """The first token id of each candidate string (no special tokens added)."""
