@@ -131,3 +131,75 @@ def test_cuda_generation_matches_cpu_length_and_runs():
         assert all(len(x) == 8 and all(c.completion_tokens > 0 for c in x) for x in out)
     finally:
         b.close()
+
+
+FEW_SHOT = [{"role": "system", "content": "You paraphrase sentences."},
+            {"role": "user", "content": "Paraphrase: The cat sat on the mat."},
+            {"role": "assistant", "content": "A cat was sitting on the mat."},
+            {"role": "user", "content": "Paraphrase: It is raining heavily today."},
+            {"role": "assistant", "content": "Today it is pouring."},
+            {"role": "user", "content": "Paraphrase: Officials said the bridge will reopen next week after repairs."}]
+
+
+def _texts(backend, requests, share: bool, batch_size: int = 4):
+    old = backend.share_prefill, backend.batch_size
+    backend.share_prefill, backend.batch_size = share, batch_size
+    try:
+        return [[(c.text, c.completion_tokens, c.finish_reason) for c in r.completions]
+                for r in backend.generate_requests(requests)]
+    finally:
+        backend.share_prefill, backend.batch_size = old
+
+
+def _count_shared(backend, monkeypatch) -> list[int]:
+    """Counts the batches whose prompts were prefilled once and shared (the cache came back)."""
+    shared = []
+    real = backend._shared_prefill
+
+    def spy(prompts, enc):
+        cache = real(prompts, enc)
+        if cache is not None:
+            shared.append(len(prompts))
+        return cache
+
+    monkeypatch.setattr(backend, "_shared_prefill", spy)
+    return shared
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_shared_prefill_gives_the_same_samples(backend, monkeypatch, temperature):
+    # One few-shot chat prompt, n=4: one prefill shared by 4 rows vs 4 prefills. Same keys and
+    # values up to float noise (a forward of width-1 tokens then one token, on 1 row, vs one
+    # forward of width tokens on 4 rows); for SmolLM2 on CPU the tokens come out identical,
+    # greedy and seeded sampling alike.
+    params = SamplingParams(max_tokens=16, temperature=temperature, seed=3)
+    req = [Request(FEW_SHOT, params, (0, 1, 2, 3))]
+    shared = _count_shared(backend, monkeypatch)
+    on = _texts(backend, req, share=True)
+    assert shared == [4]
+    off = _texts(backend, req, share=False)
+    assert on == off
+    if temperature > 0:
+        assert len({t for t, _, _ in on[0]}) > 1
+
+
+@pytest.mark.slow
+def test_shared_prefill_keeps_every_sample_in_its_slot(backend, monkeypatch):
+    # n=1 and n=3 requests in one call, batch_size 5 (not a multiple of 3). Longest first, the
+    # rows go [A A A B C] [C C D]: C's rows are split across the two batches, B and D ask for
+    # one sample each (B for its sample 1, D for its sample 4), and both batches share a prefill.
+    params = SamplingParams(max_tokens=8, temperature=0.8, seed=7)
+    c = "Paris (AFP) -- Police said"
+    reqs = [Request(PROMPTS[1], params, (0, 1, 2)), Request(PROMPTS[0], params, (1,), 2),
+            Request(c, params, (0, 2, 1)), Request("Rome --", params, (4,), 5)]
+    shared = _count_shared(backend, monkeypatch)
+    on = _texts(backend, reqs, share=True, batch_size=5)
+    assert shared == [5, 3]
+    one_by_one = _texts(backend, reqs, share=True, batch_size=1)  # every row alone: nothing to share
+    assert shared == [5, 3]
+    assert [len(x) for x in on] == [3, 1, 3, 1]
+    assert on == one_by_one
+    # the same sample of the same prompt, asked for in another order / another request, matches
+    alone = _texts(backend, [Request(c, params, (1,), 3)], share=True)
+    assert alone[0][0] == on[2][2]
