@@ -15,7 +15,8 @@ Throughput is non-padding input tokens per second. Two figures per side:
   checkpoint with optimizer state; plain: the loop, nothing saved);
 - steady: from the end of step 1 to the end of the last step (ours from the Trainer's
   per-step logs), i.e. without warm-up and without the final checkpoint.
-The plain loop runs first, then ours, on one process; other load on the machine hits both.
+The two sides alternate (plain, ours, plain, ours, ...) in one process and the median of the
+repeats is reported, so load from other jobs on the machine hits both.
 """
 
 from __future__ import annotations
@@ -104,26 +105,35 @@ def run_ours(model_dir: str | None, corpus: Path, out: Path, steps: int, batch_s
 
 
 def measure(model_dir: str | None = None, pairs: int = 64, steps: int = 12, batch_size: int = 8,
-            lr: float = 5e-5, max_length: int = 128, seed: int = 0) -> dict:
+            lr: float = 5e-5, max_length: int = 128, seed: int = 0, repeats: int = 2) -> dict:
+    import statistics
+
     import torch
 
     from distill.generator.models import resolve_model
 
     base = resolve_model(model_dir)
     rows = labelled_pairs(pairs)
+    runs: dict[str, list[dict]] = {"ours": [], "plain": []}
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         corpus = make_corpus(Path(tmp) / "corpus", rows)
-        plain = run_plain(base, rows, steps, batch_size, lr, max_length, seed)
-        ours = run_ours(model_dir, corpus, Path(tmp), steps, batch_size, lr, max_length, seed)
+        for i in range(repeats):  # alternate, so load from other jobs hits both sides
+            runs["plain"].append(run_plain(base, rows, steps, batch_size, lr, max_length, seed))
+            runs["ours"].append(run_ours(model_dir, corpus, Path(tmp) / f"ours-{i}", steps, batch_size, lr,
+                                         max_length, seed))
+
+    def med(side: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[side])
+
+    o, p, os_, ps = med("ours", "tok_s"), med("plain", "tok_s"), med("ours", "steady_tok_s"), med("plain", "steady_tok_s")
     return {"model": base, "pairs": len(rows), "steps": steps, "batch_size": batch_size, "max_length": max_length,
-            "threads": torch.get_num_threads(),
-            "ours_tok_s": round(ours["tok_s"], 1), "plain_tok_s": round(plain["tok_s"], 1),
-            "ratio": round(ours["tok_s"] / plain["tok_s"], 3),
-            "ours_steady_tok_s": round(ours["steady_tok_s"], 1), "plain_steady_tok_s": round(plain["steady_tok_s"], 1),
-            "steady_ratio": round(ours["steady_tok_s"] / plain["steady_tok_s"], 3),
-            "ours_seconds": ours["seconds"], "plain_seconds": round(plain["seconds"], 1),
-            "ours_tokens": ours["tokens"], "plain_tokens": plain["tokens"],
-            "ours_last_loss": ours["last_loss"], "plain_last_loss": round(plain["last_loss"], 4)}
+            "threads": torch.get_num_threads(), "repeats": repeats,
+            "ours_tok_s": round(o, 1), "plain_tok_s": round(p, 1), "ratio": round(o / p, 3),
+            "ours_steady_tok_s": round(os_, 1), "plain_steady_tok_s": round(ps, 1), "steady_ratio": round(os_ / ps, 3),
+            "tokens_per_run": runs["ours"][0]["tokens"], "plain_tokens_per_run": runs["plain"][0]["tokens"],
+            "ours_tok_s_each": [round(r["tok_s"], 1) for r in runs["ours"]],
+            "plain_tok_s_each": [round(r["tok_s"], 1) for r in runs["plain"]],
+            "ours_last_loss": runs["ours"][0]["last_loss"], "plain_last_loss": round(runs["plain"][0]["last_loss"], 4)}
 
 
 if __name__ == "__main__":
@@ -133,8 +143,9 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2, help="alternating runs per side; the median is reported")
     a = ap.parse_args()
-    r = measure(a.model, a.pairs, a.steps, a.batch_size, max_length=a.max_length)
+    r = measure(a.model, a.pairs, a.steps, a.batch_size, max_length=a.max_length, repeats=a.repeats)
     print(json.dumps(r, indent=2))
     print(f"\n{'':<8}{'whole tok/s':>14}{'steady tok/s':>14}")
     print(f"{'ours':<8}{r['ours_tok_s']:>14}{r['ours_steady_tok_s']:>14}")
