@@ -1,0 +1,127 @@
+"""Shared prefill: the transformers teacher with each distinct prompt prefilled once per
+batch and its KV cache shared by its sample rows, vs every row prefilling its own prompt.
+
+    python bench/prefill_share.py                       # 16 few-shot prompts x n=4, 48 tokens
+    python bench/prefill_share.py --prompts 8 --repeats 2
+
+Few-shot chat prompts (a system line and 4 example exchanges, ~350 tokens) make prefill the
+larger part of the work on CPU when n > 1. Both sides get the same prompts and sampling
+settings (temperature 0.8) and give the same samples; EOS is turned off so each sample is
+max_tokens long. Throughput is completion tokens per second; the sides alternate (ABAB...)
+and the median of the repeats is reported, so load on the machine hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+SENTENCES = [
+    "The city council voted on Tuesday to extend the bus network to the northern suburbs.",
+    "Heavy rain forced the organisers to move the outdoor concert into the town hall.",
+    "A local bakery has started delivering bread to elderly residents free of charge.",
+    "Scientists say the glacier has lost a third of its volume over the past fifty years.",
+    "The museum will stay open late on Fridays throughout the summer holidays.",
+    "Police closed the motorway for several hours after a lorry overturned near the bridge.",
+    "The company reported higher profits despite a sharp rise in energy costs.",
+    "Volunteers planted more than two thousand trees along the river bank last weekend.",
+    "The school introduced a four-day week to cope with a shortage of teachers.",
+    "Farmers warned that the late frost could cut this year's apple harvest by half.",
+    "The airline cancelled dozens of flights because of a strike by air traffic controllers.",
+    "A new study links regular walking to better sleep in older adults.",
+    "The library is lending out tools and sewing machines as well as books.",
+    "Residents complained that the new traffic lights make the junction more dangerous.",
+    "The football club announced that its stadium will be rebuilt over the next three years.",
+    "Engineers found cracks in the old railway viaduct during a routine inspection.",
+]
+PARAPHRASES = [
+    "On Tuesday, councillors agreed to expand bus services into the northern suburbs.",
+    "Because of the downpour, the open-air concert was relocated to the town hall.",
+    "Older residents now get free bread deliveries from a neighbourhood bakery.",
+    "According to researchers, a third of the glacier has melted in half a century.",
+    "All summer long, the museum will keep late opening hours every Friday.",
+    "An overturned lorry near the bridge shut the motorway for hours, police said.",
+    "Profits went up at the firm even though energy prices soared.",
+    "Over two thousand trees were planted by volunteers along the river last weekend.",
+    "Facing too few teachers, the school moved to a four-day week.",
+    "A late frost may halve this year's apple crop, farmers cautioned.",
+    "Dozens of flights were cancelled by the airline as air traffic controllers walked out.",
+    "Walking regularly may help older people sleep better, new research suggests.",
+    "Besides books, the library now lends tools and sewing machines.",
+    "According to locals, the new traffic lights have made the junction less safe.",
+    "The club said its stadium will be rebuilt during the coming three years.",
+    "A routine check of the old railway viaduct revealed cracks, engineers said.",
+]
+SYSTEM = ("You rewrite sentences from news reports. Keep the meaning, every fact, every number and every name, "
+          "and keep the tone of the original: neutral reporting stays neutral. Change the wording and, where you "
+          "can, the structure: move clauses, turn active into passive or the other way round, and swap words for "
+          "plain synonyms. Do not add details that are not in the sentence, do not leave any out, and do not "
+          "comment on the sentence. Write in British English, in one sentence of about the same length as the "
+          "original. Answer with the rewritten sentence only, on one line, with no quotes and no preamble.")
+
+
+def make_prompts(n: int, shots: int = 4, seed: int = 0) -> list[list[dict[str, str]]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        target = i % len(SENTENCES)
+        examples = rng.sample([j for j in range(len(SENTENCES)) if j != target], shots)
+        msgs = [{"role": "system", "content": SYSTEM}]
+        for j in examples:
+            msgs += [{"role": "user", "content": f"Rewrite this sentence: {SENTENCES[j]}"},
+                     {"role": "assistant", "content": PARAPHRASES[j]}]
+        msgs.append({"role": "user", "content": f"Rewrite this sentence: {SENTENCES[target]}"})
+        out.append(msgs)
+    return out
+
+
+def bench(n_prompts: int, n: int, max_tokens: int, batch_rows: int, repeats: int) -> dict:
+    from distill.generator.backends.base import SamplingParams
+    from distill.generator.backends.transformers_backend import TransformersBackend
+
+    b = TransformersBackend(batch_size=batch_rows)
+    prompts = make_prompts(n_prompts)
+    prompt_tokens = [len(b.tok(b.render(p), add_special_tokens=False)["input_ids"]) for p in prompts]
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.8, seed=1)
+    b.eos_ids = [len(b.tok) - 1]  # never sampled here: every sample is max_tokens long on both sides
+    texts = {}
+
+    def run(share: bool) -> float:
+        b.share_prefill = share
+        t = time.perf_counter()
+        res = b.generate(prompts, n, params)
+        secs = time.perf_counter() - t
+        texts[share] = [[c.text for c in r] for r in res]
+        return sum(c.completion_tokens for r in res for c in r) / secs
+
+    b.generate(prompts[:1], 1, SamplingParams(max_tokens=2))  # warm-up
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for share in (True, False):
+            rates[share].append(run(share))
+    b.close()
+    on, off = statistics.median(rates[True]), statistics.median(rates[False])
+    return {"device": b.device, "prompts": n_prompts, "n": n, "max_tokens": max_tokens, "batch_rows": batch_rows,
+            "prompt_tokens_mean": round(statistics.mean(prompt_tokens)), "shared_tok_s": round(on, 2),
+            "unshared_tok_s": round(off, 2), "ratio": round(on / off, 3), "same_samples": texts[True] == texts[False]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--batch-rows", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=1)
+    a = ap.parse_args()
+    r = bench(a.prompts, a.n, a.max_tokens, a.batch_rows, a.repeats)
+    print(f"transformers ({r['device']}): shared prefill {r['shared_tok_s']} tok/s, per-row prefill "
+          f"{r['unshared_tok_s']} tok/s, ratio {r['ratio']}, same samples: {r['same_samples']} "
+          f"[{r['prompts']} prompts of ~{r['prompt_tokens_mean']} tokens x n={r['n']}, {r['max_tokens']} tokens, "
+          f"batches of {r['batch_rows']} rows]")
+
+
+if __name__ == "__main__":
+    main()
