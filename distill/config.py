@@ -332,6 +332,8 @@ class LoopConfig(Strict):
     train_from: Literal["previous", "base"] = Field("previous", description="round k+1 fine-tunes round k's student "
                                                                              "(previous) or train.model again (base)")
     evaluate: bool = Field(True, description="run `distill eval` after every round (all rounds in one table)")
+    keep_checkpoints: bool = Field(False, description="keep each round's training checkpoints once the round is done "
+                                                      "(full fine-tuning ones are ~1.6 GB each for SmolLM2)")
 
 
 class RunConfig(Strict):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,8 @@ def run_all(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
                 write_inputs(round_dir(cfg, k) / "inputs.jsonl", round1_inputs(cfg))
             summary = run_round(cfg, k, rcfg, progress)
             atomic_write_json(marker, summary)
+            if not cfg.loop.keep_checkpoints:  # the round is done: its model/ is all later rounds need
+                shutil.rmtree(Path(summary["student"]).parent / "checkpoints", ignore_errors=True)
         rounds.append(summary)
         student = summary["student"]
         if cfg.loop.evaluate:

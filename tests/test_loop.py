@@ -67,6 +67,7 @@ def test_two_round_run_end_to_end_and_resume(tmp_path):
     assert r1["generated"] > 0 and r1["kept"] > 0 and r2["generated"] > 0
     s1 = Path(r1["student"])
     assert (s1 / "config.json").is_file() and Path(r2["student"]) != s1
+    assert not (s1.parent / "checkpoints").exists()  # a finished round drops its checkpoints (loop.keep_checkpoints)
     # round 2's teacher was round 1's student, and its records say round 2
     man = json.loads((tmp_path / "round-2" / "manifest.json").read_text())
     assert man["config"]["teacher"]["model"] == str(s1) and man["config"]["task"]["name"] == "paraphrase_instruct"
