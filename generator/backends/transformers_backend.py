@@ -16,6 +16,7 @@ so n samples of a long few-shot prompt cost one prefill, not n.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -127,8 +128,12 @@ class TransformersBackend(Backend):
         with torch.inference_mode():
             cache = self._shared_prefill(prompts, enc) if self.share_prefill else None
             extra = {"past_key_values": cache} if cache is not None else {}
-            seqs = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
-                                       stopping_criteria=stopping, **extra)
+            with warnings.catch_warnings():
+                # transformers 5.x renames generate's `past_key_values` to `cache` (a FutureWarning);
+                # the old name is the one every supported version (>= 4.56) accepts
+                warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+                seqs = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
+                                           stopping_criteria=stopping, **extra)
         results = []
         for row in seqs[:, width:].tolist():
             n = len(row)
