@@ -173,7 +173,8 @@ def write_summary(cfg: RunConfig, rounds: list[dict[str, Any]], eval_result: dic
              "time generate / filter / corpus / train (s) |", "|---|---|---|---|---|---|---|---|"]
     for r in rounds:
         c, t, s = r["corpus"], r["train"], r["seconds"]
-        lines.append(f"| {r['round']} | {Path(r['teacher']).name if r['teacher'] != 'default' else 'teacher (default)'}"
+        teacher = "the teacher" if r["round"] == 1 else f"student of round {r['round'] - 1}"
+        lines.append(f"| {r['round']} | {teacher}"
                      f" | {r['generated']} | {r['kept']} | {c.get('train', 0)} / {c.get('validation', 0)} / "
                      f"{c.get('test', 0)} | {_fmt(t.get('train_loss_first'))} → {_fmt(t.get('train_loss_last'))} | "
                      f"{_fmt(t.get('eval_loss_best'))}"
