@@ -62,8 +62,9 @@ def round_config(cfg: RunConfig, k: int, student_of_previous: str | None) -> Run
 
 
 def round1_inputs(cfg: RunConfig) -> list[dict[str, str]]:
-    """The sentences the original teacher wrote in round 1 (each sample once, in a seeded
-    order), capped at ``loop.inputs_per_round``."""
+    """Round 1's inputs x, each once, in a seeded order, capped at ``loop.inputs_per_round``:
+    the seed sentences of an instruction-mode round 1, or with ``paraphrase_pairs`` the
+    teacher's own sampled sentences."""
     from distill.critics.pipeline import detect_store
 
     store = detect_store(round_dir(cfg, 1) / "shards")
