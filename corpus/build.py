@@ -183,8 +183,7 @@ class CorpusBuild:
             plots.funnel(funnel, tmp / "plots" / "funnel.png")
             plots.lengths(dd, tmp / "plots" / "lengths.png")
             drawn = ["funnel", "lengths"]
-            if plots.scores(self.filter_stats.get("scores", {}), card.thresholds(self.filter_stats.get("critic_config", [])),
-                            tmp / "plots" / "scores.png"):
+            if plots.scores(self.filter_stats, tmp / "plots" / "scores.png"):
                 drawn.append("scores")
         manifest = self._gen_json("manifest.json")
         teacher = manifest.get("teacher_model_id") or (records[0].teacher if records else "") or "teacher"

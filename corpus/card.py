@@ -20,17 +20,6 @@ BEGIN, END = "<!-- distill:begin -->", "<!-- distill:end -->"
 USER_NOTE = ("## Notes\n\n_Write your own sections here or anywhere outside the distill markers: "
              "`distill corpus` and `--push-to-hub` keep them when they regenerate the card._\n")
 
-#: critic type -> {constructor parameter: (score it bounds, what a kept record satisfies)}
-THRESHOLDS = {
-    "length_ratio": {"min_ratio": ("length_ratio", ">="), "max_ratio": ("length_ratio", "<=")},
-    "compression": {"max_ratio": ("compression", "<=")},
-    "lexical": {"max_rouge_l": ("rouge_l", "<="), "max_bleu": ("bleu", "<="), "max_token_overlap": ("token_overlap", "<=")},
-    "copy": {"min_edit": ("edit_distance", ">="), "max_word_edits": ("word_edits", ">")},  # <= max_word_edits is a copy
-    "nli": {"min_forward": ("nli_forward", ">="), "min_backward": ("nli_backward", ">=")},
-    "lm_judge": {"min_forward": ("lm_entail_forward", ">="), "min_backward": ("lm_entail_backward", ">=")},
-    "embed_similarity": {"min_cos": ("embed_cos", ">="), "max_cos": ("embed_cos", "<=")},
-}
-
 CITATION = """@inproceedings{jung2024impossible,
   title     = {Impossible Distillation for Paraphrasing and Summarization: How to Make High-quality Lemonade out of Small, Low-quality Model},
   author    = {Jung, Jaehun and West, Peter and Jiang, Liwei and Brahman, Faeze and Lu, Ximing and Fisher, Jillian and Sorensen, Taylor and Choi, Yejin},
@@ -64,19 +53,19 @@ def critic_settings(spec: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **given}
 
 
-def thresholds(critic_config: list[dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
-    """Score name -> [(kept condition: >=, > or <=, value)] for the configured critics."""
+def thresholds(filter_stats: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
+    """Score name -> [(kept condition: >=, >, <= or <, value)], as each critic stated them
+    (``Critic.thresholds``, written by the filter into stats.json's ``critics``)."""
     out: dict[str, list[tuple[str, float]]] = {}
-    for spec in critic_config:
-        settings = critic_settings(spec)
-        table = dict(THRESHOLDS.get(spec["type"], {}))
-        if spec["type"] == "trained" and spec.get("name"):
-            table["threshold"] = (spec["name"], ">=")
-        for param, (score, side) in table.items():
-            v = settings.get(param)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out.setdefault(score, []).append((side, float(v)))
+    for c in filter_stats.get("critics", []):
+        for t in c.get("thresholds", []):
+            out.setdefault(t["score"], []).append((t["op"], float(t["value"])))
     return out
+
+
+def kept_when(critic_stats: dict[str, Any]) -> str:
+    """One critic's stated thresholds as text: ``length_ratio >= 0.8, length_ratio <= 1.5``."""
+    return ", ".join(f"{t['score']} {t['op']} {t['value']:g}" for t in critic_stats.get("thresholds", []))
 
 
 def size_category(n: int) -> str:
@@ -158,8 +147,7 @@ def body(info: dict[str, Any], dd) -> str:
              f"{x['name']}: {x['dtype']}" for x in f["struct"]), FIELD_DOCS[f["name"]]] for f in info["features"]]), "",
          "## Teacher and sampling", "", f"- teacher: `{teacher}` (backend `{info['cfg'].teacher.backend}`), seed {info['cfg'].seed}",
          f"- task settings:\n\n```json\n{json.dumps(task, indent=2)}\n```", "",
-         "## Critics", "", _table(["critic", "settings"], [[f"`{c['type']}`", ", ".join(
-             f"{k}={v}" for k, v in critic_settings(c).items()) or "defaults"] for c in st.get("critic_config", [])]), "",
+         "## Critics", "", _critics_table(st), "",
          f"Dedup: `{json.dumps(st.get('dedup_config', {}))}`", "",
          "## Funnel", "", funnel_table(info["stats"]["funnel"]), ""]
     if info["stats"].get("decontamination"):
@@ -181,6 +169,16 @@ def body(info: dict[str, Any], dd) -> str:
           f"```yaml\n{info['config_yaml'].rstrip()}\n```", "",
           "## Citation", "", f"```bibtex\n{CITATION}\n```", "", END]
     return "\n".join(s) + "\n"
+
+
+def _critics_table(st: dict[str, Any]) -> str:
+    """One row per configured critic: its settings and the thresholds it stated. The
+    filter writes ``critic_config`` and ``critics`` in the same (config) order."""
+    specs, judged = st.get("critic_config", []), st.get("critics", [])
+    rows = [[f"`{c['type']}`", ", ".join(f"{k}={v}" for k, v in critic_settings(c).items()) or "defaults",
+             (kept_when(judged[n]) if n < len(judged) and len(judged) == len(specs) else "") or "-"]
+            for n, c in enumerate(specs)]
+    return _table(["critic", "settings", "kept when"], rows)
 
 
 def _command(argv: list[str] | None) -> str:

@@ -71,9 +71,13 @@ def lengths(dd, path: Path) -> None:
     plt.close(fig)
 
 
-def scores(summaries: dict[str, dict[str, Any]], thresholds: dict[str, list[tuple[str, float]]], path: Path) -> bool:
+def scores(filter_stats: dict[str, Any], path: Path) -> bool:
     """Histograms from the filter's ``stats.json`` (every record a critic judged, kept or
-    not), thresholds as red dashed lines. Returns False when there is no score to draw."""
+    not), with the thresholds each critic stated there as red dashed lines. Returns False
+    when there is no score to draw."""
+    from distill.corpus.card import thresholds as stated
+
+    summaries, thresholds = filter_stats.get("scores", {}), stated(filter_stats)
     keys = [k for k, s in summaries.items() if s.get("histogram") and s.get("count")]
     if not keys:
         return False

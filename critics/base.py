@@ -4,7 +4,9 @@ A critic implements :meth:`Critic.judge_batch` (or :meth:`Critic.judge` for one 
 returning per record ``True`` (keep) or ``(False, reason)``. The reason names the
 threshold that failed, as ``"<score name><op><threshold>"`` (``"nli_backward<0.75"``,
 ``"length_ratio>1.5"``), so the funnel in stats.json and the dataset card says exactly
-why a sample went. Critics write the numbers they computed into ``record.scores``.
+why a sample went. Critics write the numbers they computed into ``record.scores``, and
+state the bounds they keep by in :meth:`Critic.thresholds`; the filter writes those into
+stats.json, where the dataset card and its score plots read them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from distill.record import Record
 from distill.stage import Stage
 
 Verdict = Union[bool, tuple[bool, str]]
+#: a kept record satisfies ``score <op> value``
+Threshold = tuple[str, str, float]
+OPS = (">=", ">", "<=", "<")
 
 
 def below(name: str, threshold: float) -> str:
@@ -64,6 +69,12 @@ class Critic(Stage):
     def judge(self, record: Record) -> Verdict:
         raise NotImplementedError
 
+    def thresholds(self) -> list[Threshold]:
+        """``(score name, op, value)`` per bound this critic keeps by: a kept record has
+        ``record.scores[name] <op> value``, op one of ``>=``, ``>``, ``<=``, ``<``. Checks that
+        are not a bound on a written score (a regex, a set difference) are not listed."""
+        return []
+
     def judge_batch(self, records: list[Record]) -> list[Verdict]:
         return [self.judge(r) for r in records]
 
@@ -93,3 +104,14 @@ class Critic(Stage):
     def stats(self) -> dict[str, Any]:
         dropped = {k[len("dropped_"):]: v for k, v in sorted(self.counts.items()) if k.startswith("dropped_")}
         return {"name": self.name, "total": self.counts["total"], "kept": self.counts["kept"], "dropped": dropped}
+
+
+def threshold_dicts(critic: Critic) -> list[dict[str, Any]]:
+    """``critic.thresholds()`` as JSON objects ``{"score", "op", "value"}``, checked."""
+    out = []
+    for t in critic.thresholds():
+        score, op, value = t
+        if op not in OPS:
+            raise ValueError(f"critic {critic.name}: threshold op {op!r} is not one of {', '.join(OPS)}")
+        out.append({"score": str(score), "op": op, "value": float(value)})
+    return out

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from distill.critics.base import Critic, Verdict
+from distill.critics.base import Critic, Threshold, Verdict
 from distill.critics.nli import directions_of, threshold_verdict
 from distill.errors import DistillError
 from distill.record import Record
@@ -105,6 +105,9 @@ class LMJudgeCritic(Critic):
 
             backend = make_backend(teacher if isinstance(teacher, TeacherConfig) else TeacherConfig(**dict(teacher)))
         self.backend = backend
+
+    def thresholds(self) -> list[Threshold]:
+        return [(f"lm_entail_{d}", ">=", self.minimums[f"lm_entail_{d}"]) for d in self.dirs]
 
     def prompt(self, premise: str, hypothesis: str) -> Any:
         text = self.template.format(premise=premise, hypothesis=hypothesis)

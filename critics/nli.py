@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.critics.base import Critic, Verdict, below
+from distill.critics.base import Critic, Threshold, Verdict, below
 from distill.devices import pick_device, pick_dtype, release_model
 from distill.errors import DistillError
 from distill.record import Record
@@ -128,6 +128,9 @@ class NLICritic(Critic):
         self.entail_index = entailment_index(self.model.config.id2label, entailment_label)
         self.model.to(self.device).eval()
         self._torch = torch
+
+    def thresholds(self) -> list[Threshold]:
+        return [(f"nli_{d}", ">=", self.minimums[f"nli_{d}"]) for d in self.dirs]
 
     def logits(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
         """(n, classes) float32 logits for (premise, hypothesis) pairs, in input order.

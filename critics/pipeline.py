@@ -11,7 +11,8 @@ Three resumable phases under ``<filter output>/``:
 3. ``kept/``: each shard minus the dedup drops (rejects to ``rejects/dedup-NNNNN.jsonl``).
 
 ``stats.json`` is the funnel: generated -> after each critic -> after each dedup step ->
-kept, with counts, reasons and score distributions.
+kept, with counts, reasons and score distributions, and each critic's thresholds as the
+critic states them (:meth:`Critic.thresholds`), which the dataset card and plots read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from distill.config import RunConfig
+from distill.critics.base import threshold_dicts
 from distill.errors import ConfigError, DistillError
 from distill.record import Record
 from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
@@ -103,7 +105,8 @@ class FilterRun:
             rejects = [(r, c.name, reason) for c in critics for r, reason in c.drain_rejects()]
             if self.fc.write_rejects:
                 _write_rejects(self.out / "rejects" / f"critics-{i:05d}.jsonl", rejects)
-            self.stage1.write(i, kept, {"input": len(records), "critics": [c.stats() for c in critics]})
+            self.stage1.write(i, kept, {"input": len(records), "critics": [
+                {**c.stats(), "thresholds": threshold_dicts(c)} for c in critics]})
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -174,12 +177,15 @@ class FilterRun:
         generated = sum(self.source.marker(i)["records"] for i in self.shards)
         funnel = [{"stage": "generated", "count": generated}]
         per_critic: dict[str, Counter] = {}
+        limits: dict[str, list[dict[str, Any]]] = {}
         order: list[str] = []
         for i in self.shards:
             for c in self.stage1.marker(i)["critics"]:
                 if c["name"] not in per_critic:
                     per_critic[c["name"]] = Counter()
                     order.append(c["name"])
+                if "thresholds" in c:  # markers written before critics stated thresholds have none
+                    limits.setdefault(c["name"], c["thresholds"])
                 per_critic[c["name"]].update({"total": c["total"], "kept": c["kept"],
                                               **{f"dropped_{k}": v for k, v in c["dropped"].items()}})
         count = generated
@@ -207,7 +213,8 @@ class FilterRun:
         return {
             "input_dir": str(self.in_dir), "output_dir": str(self.out),
             "generate_counts": json.loads(gen_stats.read_text()).get("counts", {}) if gen_stats.is_file() else {},
-            "funnel": funnel, "critics": [{"name": n, **{k: v for k, v in per_critic[n].items()}} for n in order],
+            "funnel": funnel, "critics": [{"name": n, **{k: v for k, v in per_critic[n].items()},
+                                           "thresholds": limits.get(n, [])} for n in order],
             "critic_config": [s.model_dump() for s in self.fc.critics],
             "dedup_config": self.fc.dedup.model_dump(),
             "scores": {k: score_summary(v) for k, v in sorted(values.items()) if v},

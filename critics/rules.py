@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from rapidfuzz.distance import Levenshtein
 
-from distill.critics.base import Critic, Verdict, above, below
+from distill.critics.base import Critic, Threshold, Verdict, above, below
 from distill.critics.wellformed import WellFormed
 from distill.record import Record
 
@@ -48,6 +48,9 @@ class LengthRatio(Critic):
                f"length_ratio: min_ratio {min_ratio} > max_ratio {max_ratio}")
         self.min_ratio, self.max_ratio = min_ratio, max_ratio
 
+    def thresholds(self) -> list[Threshold]:
+        return [("length_ratio", op, v) for op, v in ((">=", self.min_ratio), ("<=", self.max_ratio)) if v is not None]
+
     def judge(self, record: Record) -> Verdict:
         r = record.scores["length_ratio"] = _ratio(record.input, record.output)
         if self.min_ratio is not None and r < self.min_ratio:
@@ -68,6 +71,9 @@ class Compression(Critic):
         super().__init__(keep_rejects)
         _check(max_ratio > 0, f"compression: max_ratio must be > 0, got {max_ratio}")
         self.max_ratio = max_ratio
+
+    def thresholds(self) -> list[Threshold]:
+        return [("compression", "<", self.max_ratio)]
 
     def judge(self, record: Record) -> Verdict:
         r = record.scores["compression"] = _ratio(record.input, record.output)
@@ -101,6 +107,10 @@ class LexicalDissimilarity(Critic):
         if max_bleu is not None:
             from sacrebleu.metrics import BLEU
             self._bleu = BLEU(effective_order=True)  # effective order: short sentences don't score 0
+
+    def thresholds(self) -> list[Threshold]:
+        return [(k, "<=", v) for k, v in (("rouge_l", self.max_rouge_l), ("bleu", self.max_bleu),
+                                          ("token_overlap", self.max_token_overlap)) if v is not None]
 
     def judge(self, record: Record) -> Verdict:
         x, y, s = record.input, record.output, record.scores
@@ -210,6 +220,9 @@ class NumberConsistency(Critic):
         super().__init__(keep_rejects)
         self.symmetric = symmetric
 
+    def thresholds(self) -> list[Threshold]:
+        return [("numbers_added", "<=", 0.0)] + ([("numbers_dropped", "<=", 0.0)] if self.symmetric else [])
+
     def judge(self, record: Record) -> Verdict:
         nx, ny = extract_numbers(record.input), extract_numbers(record.output)
         record.scores["numbers_added"] = float(len(ny - nx))
@@ -241,6 +254,11 @@ class CopyCritic(Critic):
         _check(min_edit is None or 0 <= min_edit <= 1, f"copy: min_edit must be in [0, 1], got {min_edit}")
         _check(max_word_edits is None or max_word_edits >= 0, f"copy: max_word_edits must be >= 0, got {max_word_edits}")
         self.min_edit, self.max_word_edits = min_edit, max_word_edits
+
+    def thresholds(self) -> list[Threshold]:
+        # an exact copy (after normalize_text) also goes; it has edit_distance 0, below any min_edit > 0
+        return ([("edit_distance", ">=", self.min_edit)] if self.min_edit is not None else []) + (
+            [("word_edits", ">", float(self.max_word_edits))] if self.max_word_edits is not None else [])
 
     def judge(self, record: Record) -> Verdict:
         x, y = normalize_text(record.input), normalize_text(record.output)
@@ -276,6 +294,10 @@ class NegationFlip(Critic):
     def __init__(self, compare_counts: bool = False, keep_rejects: bool = True) -> None:
         super().__init__(keep_rejects)
         self.compare_counts = compare_counts
+
+    def thresholds(self) -> list[Threshold]:
+        # without compare_counts the check is presence on each side, not a bound on negation_diff
+        return [("negation_diff", ">=", 0.0), ("negation_diff", "<=", 0.0)] if self.compare_counts else []
 
     def judge(self, record: Record) -> Verdict:
         a, b = count_negations(record.input), count_negations(record.output)

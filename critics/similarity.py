@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.critics.base import Critic, Verdict, above, below
+from distill.critics.base import Critic, Threshold, Verdict, above, below
 from distill.critics.embed import Encoder
 from distill.record import Record
 
@@ -48,6 +48,9 @@ class EmbeddingSimilarity(Critic):
         self.batch_size = batch_size
         self.encoder = encoder if isinstance(encoder, Encoder) else \
             Encoder(encoder, device=device, cache_path=cache_path)
+
+    def thresholds(self) -> list[Threshold]:
+        return [("embed_cos", op, v) for op, v in ((">=", self.min_cos), ("<=", self.max_cos)) if v is not None]
 
     def cosines(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         # one encode call per batch over the distinct texts (candidate pairs of one context

@@ -487,6 +487,9 @@ class TrainedCritic(Critic):
             raise DistillError(f"trained critic {path}: encoder gives {self.encoder.dim}-d embeddings, "
                                f"the artifact expects {self.spec.dim}-d")
 
+    def thresholds(self) -> list[tuple[str, str, float]]:
+        return [(self.name, ">=", self.threshold)]
+
     def judge_batch(self, records: list[Record]) -> list[Verdict]:
         X = featurize(self.spec, self.encoder, [(r.input, r.output) for r in records], [r.scores for r in records],
                       [f"record {r.id!r}" for r in records])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from distill.critics.base import Critic, Verdict
+from distill.critics.base import Critic, Threshold, Verdict
 from distill.record import Record
 
 # Meta-text around or instead of an answer. A pattern that also matches the input is
@@ -102,6 +102,9 @@ class WellFormed(Critic):
         self.stopword_min_words = stopword_min_words
         self.require_end_punct, self.require_capital = require_end_punct, require_capital
         self.check_input = check_input
+
+    def thresholds(self) -> list[Threshold]:
+        return [("wellformed", ">=", 1.0)]  # the checks themselves are rules, not bounds on a score
 
     def problem(self, text: str, reference: str = "") -> str | None:
         """The first failed check on ``text`` (None if it is fine). ``reference`` is the
