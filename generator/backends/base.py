@@ -174,6 +174,17 @@ class Backend:
         """
         raise NotImplementedError(f"the {self.name} backend does not give next-token log-probabilities")
 
+    def score(self, requests: Sequence[tuple[Prompt, str]]) -> list[list[float]]:
+        """For each (prompt, continuation), the log-probability of each token of the continuation
+        given the prompt and the continuation's earlier tokens (teacher forcing).
+
+        Chat prompts are rendered with the generation prompt, so the continuation is scored as
+        the assistant's answer; text prompts as they are. The prompt and the continuation are
+        tokenized apart and joined, so the tokens scored are exactly those the model would have
+        to generate. Raw distribution (no temperature or top-p); an empty continuation gives [].
+        """
+        raise NotImplementedError(f"the {self.name} backend does not score text")
+
     def close(self) -> None:
         """Release the model / engine / connections. Safe to call twice."""
 

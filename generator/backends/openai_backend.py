@@ -227,6 +227,54 @@ class OpenAIBackend(Backend):
             raise
         return [self._listed_logprobs(r, candidates) for r in resps]
 
+    def score(self, requests: Sequence[tuple[Prompt, str]]) -> list[list[float]]:
+        """Log-probabilities of each continuation's tokens (see :meth:`Backend.score`) from one
+        completions request per pair with ``echo=True, logprobs=1, max_tokens=0`` (vLLM's server;
+        OpenAI's legacy completion models). The server tokenizes prompt + continuation as one
+        text; the continuation's tokens are those that end in its last ``len(continuation)``
+        characters, counted back from the end with the returned token strings."""
+        if self._closed:
+            raise DistillError("OpenAIBackend.score called after close()")
+        if self.mode != "completion" or any(not isinstance(p, str) for p, _ in requests):
+            raise DistillError("scoring over the openai backend needs teacher.openai.mode 'completion' and text "
+                               "prompts (it reads the completions endpoint's echo)")
+        if any(not p for p, _ in requests):
+            raise DistillError("empty prompt: scoring needs at least one prompt token")
+        return self._run(self._score_all([(str(p), c) for p, c in requests]))
+
+    async def _score_all(self, requests: list[tuple[str, str]]) -> list[list[float]]:
+        sem = asyncio.Semaphore(self.concurrency)
+        greedy = SamplingParams(max_tokens=1, temperature=0.0)
+        extra = {"echo": True, "logprobs": 1, "max_tokens": 0, "extra_body": {}}  # no vLLM extensions needed
+        jobs = [(i, p + c, len(c)) for i, (p, c) in enumerate(requests) if c]
+        tasks = [asyncio.ensure_future(self._call(text, greedy, 1, 0, sem, extra)) for _, text, _ in jobs]
+        try:
+            resps = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        out: list[list[float]] = [[] for _ in requests]
+        for (i, _, n), r in zip(jobs, resps):
+            out[i] = self._echoed_tail(r, n)
+        return out
+
+    def _echoed_tail(self, resp: Any, n: int) -> list[float]:
+        lp = resp.choices[0].logprobs if resp.choices else None
+        if lp is None or not lp.tokens or not lp.token_logprobs:
+            raise TeacherError(f"Teacher endpoint {self.endpoint} echoed no token log-probabilities "
+                               f"(does it support echo with logprobs?)")
+        out, covered = [], 0
+        for tok, val in zip(reversed(lp.tokens), reversed(lp.token_logprobs)):
+            if covered >= n:
+                break
+            if val is None:  # only the text's first token has none: the tokens do not add up to the text
+                raise TeacherError(f"Teacher endpoint {self.endpoint} echoed tokens that do not spell the text")
+            out.append(float(val))
+            covered += len(tok)
+        return out[::-1]
+
     def _listed_logprobs(self, resp: Any, candidates: list[str]) -> dict[str, float]:
         lp = resp.choices[0].logprobs if resp.choices else None
         listed: dict[str, float] = {}

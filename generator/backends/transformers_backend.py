@@ -231,6 +231,43 @@ class TransformersBackend(Backend):
                 out[i] = dict(zip(candidates, row))
         return out
 
+    def score(self, requests: Sequence[tuple[Prompt, str]]) -> list[list[float]]:
+        """Teacher-forced log-probabilities of each continuation (see :meth:`Backend.score`).
+
+        Rows go longest first, left-padded, so every row's continuation ends at the last column
+        and the LM head runs on the last ``max continuation + 1`` positions only."""
+        torch = self._torch
+        if self.model is None:
+            raise DistillError("TransformersBackend.score called after close()")
+        rows = []
+        for prompt, cont in requests:
+            p = self.tok(self.render(prompt), add_special_tokens=not isinstance(prompt, list))["input_ids"]
+            c = self.tok(cont, add_special_tokens=False)["input_ids"] if cont else []
+            if not p:
+                raise DistillError("empty prompt: scoring needs at least one prompt token")
+            if self.max_len and len(p) + len(c) > self.max_len:
+                raise DistillError(f"a prompt and continuation of {len(p) + len(c)} tokens exceed the model's "
+                                   f"context of {self.max_len} tokens")
+            rows.append((p, c))
+        order = sorted((i for i in range(len(rows)) if rows[i][1]), key=lambda i: -sum(map(len, rows[i])))
+        out: list[list[float]] = [[] for _ in rows]
+        for b in range(0, len(order), self.batch_size):
+            batch = order[b : b + self.batch_size]
+            enc = self.tok.pad({"input_ids": [rows[i][0] + rows[i][1] for i in batch]}, padding_side="left",
+                               return_tensors="pt").to(self.device)
+            mask = enc["attention_mask"]
+            pos = (mask.cumsum(-1) - 1).clamp_(min=0)  # count real tokens only, as in next_token_logprobs
+            keep = max(len(rows[i][1]) for i in batch) + 1
+            extra = {"logits_to_keep": keep} if self._keeps_logits() else {}
+            with torch.inference_mode():
+                logits = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
+                                    use_cache=False, **extra).logits[:, -keep:-1, :].float()
+                target = enc["input_ids"][:, -keep + 1 :]  # position t predicts token t + 1
+                lp = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+            for i, row in zip(batch, lp.tolist()):
+                out[i] = row[len(row) - len(rows[i][1]) :]
+        return out
+
     def close(self) -> None:
         release_model(self)
 

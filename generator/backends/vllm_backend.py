@@ -182,6 +182,30 @@ class VLLMBackend(Backend):
             result.append({c: listed.get(t, floor) for c, t in zip(candidates, first)})
         return result
 
+    def score(self, requests: Sequence[tuple[Prompt, str]]) -> list[list[float]]:
+        """Teacher-forced log-probabilities of each continuation (see :meth:`Backend.score`): the
+        prompt's and the continuation's token ids go in joined, with ``prompt_logprobs``, and one
+        greedy token is generated (vLLM needs at least one). All requests in one call."""
+        if self.llm is None:
+            raise RuntimeError("VLLMBackend is closed")
+        tok = self.llm.get_tokenizer()
+        jobs: list[tuple[int, list[int], list[int]]] = []  # (request index, prompt ids, continuation ids)
+        for i, (prompt, cont) in enumerate(requests):
+            # text prompts get the special tokens vLLM adds to a text prompt; chat ones are rendered
+            p = tok.encode(prompt) if isinstance(prompt, str) else self._prompt(prompt)["prompt_token_ids"]
+            if not p:
+                raise DistillError("empty prompt: scoring needs at least one prompt token")
+            if cont:
+                jobs.append((i, list(p), tok.encode(cont, add_special_tokens=False)))
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+        outputs = (self.llm.generate([{"prompt_token_ids": p + c} for _, p, c in jobs], params, use_tqdm=False)
+                   if jobs else [])
+        out: list[list[float]] = [[] for _ in requests]
+        for (i, p, c), o in zip(jobs, outputs):
+            # entry j holds the log-probabilities at prompt position j (None at 0), keyed by token id
+            out[i] = [float(o.prompt_logprobs[len(p) + k][t].logprob) for k, t in enumerate(c)]
+        return out
+
     def close(self) -> None:
         """Shut the engine core down and free its memory (GPU memory too). Idempotent."""
         llm, self.llm = getattr(self, "llm", None), None
