@@ -1,0 +1,192 @@
+"""Every critic and chain, measured on the hand labels of real candidates.
+
+    python bench/meaning_critics.py                               # test split, the chains below
+    python bench/meaning_critics.py --split dev --chains my.yaml  # chains of your own (name: [critic specs])
+    python bench/meaning_critics.py --curve score_name            # precision-recall of one score
+
+Labels are data/paraphrase/real_labels.jsonl (P / C / M / D with M kinds, see LABELS.md).
+A critic *keeps* a pair or drops it; a chain keeps what all its critics keep. Per chain:
+
+- precision: share of P among the kept pairs (what a corpus built with it holds);
+- recall: share of the P pairs it keeps;
+- catch rate per failure kind: share of the C, D and M-<kind> pairs it drops;
+
+each with a 95% Wilson interval. Each critic runs once over all pairs, and the chains are
+read off its verdicts, so a chain costs nothing extra. For every score a critic writes, the
+AUC of P against the rest says how much the score alone separates them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+LABELS = Path(__file__).resolve().parents[1] / "data" / "paraphrase" / "real_labels.jsonl"
+KINDS = ("added", "dropped", "fact", "role", "number", "time", "negation", "attribution")
+
+#: critics measured one by one, and the chains (lists of critic names) built from them
+CRITICS = {
+    "wellformed": {"type": "wellformed"},
+    "copy": {"type": "copy"},
+    "length_ratio": {"type": "length_ratio"},
+    "lexical": {"type": "lexical"},
+    "numbers": {"type": "numbers"},
+    "negation": {"type": "negation"},
+    "embed_similarity": {"type": "embed_similarity"},
+}
+CHAINS = {
+    "cpu_run chain before this work": ["wellformed", "copy", "length_ratio", "lexical", "numbers", "negation",
+                                       "embed_similarity"],
+}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = p + z * z / (2 * n)
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, (c - h) / d), min(1.0, (c + h) / d))
+
+
+def fmt(k: int, n: int) -> str:
+    if n == 0:
+        return "–"
+    lo, hi = wilson(k, n)
+    return f"{k / n:.2f} [{lo:.2f}, {hi:.2f}] ({k}/{n})"
+
+
+def load_labels(path: Path, split: str | None) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if split in (None, "all") or r["split"] == split]
+
+
+def judge_all(critics: dict[str, dict], rows: list[dict], teacher=None) -> tuple[dict, dict]:
+    """verdicts[name][i] = True or the drop reason; scores[i] = every score written."""
+    from distill.critics.registry import build_critic
+    from distill.record import Record
+
+    recs = [Record(id=r["id"], task="paraphrase", input=r["x"], output=r["y"]) for r in rows]
+    verdicts, seconds = {}, {}
+    for name, spec in critics.items():
+        kw = {k: v for k, v in spec.items() if k != "type"}
+        kw.setdefault("name", name) if "name" in _params(spec["type"]) else None
+        critic = build_critic(spec["type"], kw, where=f"critic {name}", teacher=teacher)
+        t = time.perf_counter()
+        out = []
+        for i in range(0, len(recs), critic.batch_size):
+            out += critic.judge_batch(recs[i:i + critic.batch_size])
+        seconds[name] = time.perf_counter() - t
+        verdicts[name] = [True if v is True else v[1] for v in out]
+        if hasattr(critic, "close"):
+            critic.close()
+    return verdicts, {"scores": [r.scores for r in recs], "seconds": seconds}
+
+
+def _params(type_name: str) -> set[str]:
+    import inspect
+
+    from distill.critics.registry import critic_class
+
+    return set(inspect.signature(critic_class(type_name).__init__).parameters)
+
+
+def chain_row(name: str, kept: list[bool], rows: list[dict]) -> dict:
+    pos = [r["label"] == "P" for r in rows]
+    k_p = sum(k and p for k, p in zip(kept, pos))
+    row = {"chain": name, "kept": sum(kept), "precision": (k_p, sum(kept)), "recall": (k_p, sum(pos))}
+    for cls in ("C", "D"):
+        idx = [i for i, r in enumerate(rows) if r["label"] == cls]
+        row[cls] = (sum(not kept[i] for i in idx), len(idx))
+    for kind in KINDS:
+        idx = [i for i, r in enumerate(rows) if r["label"] == "M" and kind in r.get("kinds", [])]
+        row[f"M-{kind}"] = (sum(not kept[i] for i in idx), len(idx))
+    idx = [i for i, r in enumerate(rows) if r["label"] == "M"]
+    row["M (all)"] = (sum(not kept[i] for i in idx), len(idx))
+    return row
+
+
+def aucs(scores: list[dict], rows: list[dict]) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    y = [r["label"] == "P" for r in rows]
+    out = {}
+    for key in sorted({k for s in scores for k in s}):
+        vals = [s.get(key) for s in scores]
+        if any(v is None for v in vals) or len(set(vals)) < 2 or len(set(y)) < 2:
+            continue
+        out[key] = float(roc_auc_score(y, vals))
+    return out
+
+
+def curve(score: str, scores: list[dict], rows: list[dict], points: int = 12) -> list[tuple[float, int, int, int]]:
+    """(threshold, kept, kept P, all P) for keeping score >= threshold, at score quantiles."""
+    import numpy as np
+
+    vals = np.array([s[score] for s in scores], dtype=float)
+    pos = np.array([r["label"] == "P" for r in rows])
+    out = []
+    for q in np.linspace(0, 0.98, points):
+        t = float(np.quantile(vals, q))
+        keep = vals >= t
+        out.append((t, int(keep.sum()), int((keep & pos).sum()), int(pos.sum())))
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    cols = ["precision", "recall", "C", "D", "M (all)"] + [f"M-{k}" for k in KINDS]
+    head = "| chain | kept | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 2) + "\n"
+    return head + "".join(
+        f"| {r['chain']} | {r['kept']} | " + " | ".join(fmt(*r[c]) for c in cols) + " |\n" for r in table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--labels", default=str(LABELS))
+    p.add_argument("--split", default="test", help="train, dev, test or all")
+    p.add_argument("--chains", default=None, help="YAML: {critics: {name: spec}, chains: {name: [critic names]}}")
+    p.add_argument("--curve", action="append", default=[], help="score name: print its precision-recall curve")
+    p.add_argument("--json", default=None, help="write the results here too")
+    a = p.parse_args(argv)
+    critics, chains = dict(CRITICS), dict(CHAINS)
+    if a.chains:
+        extra = yaml.safe_load(Path(a.chains).read_text()) or {}
+        critics.update(extra.get("critics", {}))
+        chains.update(extra.get("chains", {}))
+    rows = load_labels(Path(a.labels), a.split)
+    if not rows:
+        print(f"{a.labels}: no labelled pairs in split {a.split!r}", file=sys.stderr)
+        return 2
+    from distill.config import TeacherConfig
+
+    verdicts, extra = judge_all(critics, rows, teacher=TeacherConfig())
+    table = [chain_row(f"`{n}` alone", [v is True for v in verdicts[n]], rows) for n in critics]
+    table += [chain_row(n, [all(verdicts[c][i] is True for c in names) for i in range(len(rows))], rows)
+              for n, names in chains.items()]
+    labels = {k: sum(r["label"] == k for r in rows) for k in "PCMD"}
+    print(f"{len(rows)} labelled pairs ({a.split}): {labels}\n")
+    print(markdown(table))
+    au = aucs(extra["scores"], rows)
+    print("AUC of each score, P against the rest:", ", ".join(f"{k} {v:.3f}" for k, v in au.items()))
+    print("seconds per critic:", ", ".join(f"{k} {v:.1f}" for k, v in extra["seconds"].items()))
+    curves = {}
+    for s in a.curve:
+        curves[s] = curve(s, extra["scores"], rows)
+        print(f"\nprecision-recall of {s} >= t:")
+        for t, kept, kp, allp in curves[s]:
+            print(f"  t={t:.4f} kept={kept} precision={kp / max(kept, 1):.2f} recall={kp / max(allp, 1):.2f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"split": a.split, "labels": labels, "table": table, "auc": au,
+                                            "curves": curves, "seconds": extra["seconds"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
