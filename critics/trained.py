@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import numpy as np
 
 from distill.critics.base import Critic, Verdict, below
 from distill.critics.embed import DEFAULT_ENCODER, Encoder, resolve_encoder
+from distill.critics.labels import LabelRow, fit_rows, read_labels  # noqa: F401 (read_labels: re-exported)
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -41,7 +42,6 @@ EMBED_BLOCKS = ("u", "v", "abs_diff", "prod")
 SCALARS = ("cosine", "len_ratio", "rouge_l")
 DEFAULT_FEATURES = EMBED_BLOCKS + SCALARS
 MODELS = ("logreg", "gbm")
-SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -119,76 +119,6 @@ def featurize(spec: FeatureSpec, encoder: Encoder, pairs: list[tuple[str, str]],
                 up[i, j] = float(s[name])
         cols.append(up)
     return np.concatenate([np.asarray(c, dtype=np.float32) for c in cols], axis=1)
-
-
-# ---- labels ---------------------------------------------------------------------------
-
-@dataclass
-class LabelRow:
-    line: int
-    id: str
-    x: str
-    y: str
-    label: int
-    split: str
-    kind: str = "unlabelled"
-    group: str = ""
-    scores: dict[str, float] = field(default_factory=dict)
-
-
-def read_labels(path: str | Path, upstream: tuple[str, ...] = ()) -> list[LabelRow]:
-    """Rows of a labels JSONL file: ``id, x, y, label (0|1), split (train|test)``, optional
-    ``kind`` (for per-kind rates), ``group`` (rows sharing one never straddle CV folds;
-    default: x) and ``scores`` (upstream critic scores). A bad row raises naming its line."""
-    p = Path(path)
-    if not p.is_file():
-        raise DistillError(f"labels file not found: {p}")
-    rows: list[LabelRow] = []
-    seen: dict[str, int] = {}
-    with p.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-
-            def bad(msg: str) -> DistillError:
-                return DistillError(f"{p} line {n}: {msg}")
-
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise bad("not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise bad(f"invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(d, dict):
-                raise bad(f"expected a JSON object, got {type(d).__name__}")
-            missing = [k for k in ("id", "x", "y", "label", "split") if k not in d]
-            if missing:
-                raise bad(f"missing field(s) {missing}")
-            for k in ("x", "y"):
-                if not isinstance(d[k], str) or not d[k].strip():
-                    raise bad(f"{k!r} must be a non-empty string")
-            if isinstance(d["label"], bool) or d["label"] not in (0, 1):
-                raise bad(f"label must be 0 or 1, got {d['label']!r}")
-            if d["split"] not in SPLITS:
-                raise bad(f"split must be 'train' or 'test', got {d['split']!r}")
-            rid = str(d["id"])
-            if rid in seen:
-                raise bad(f"duplicate id {rid!r} (first on line {seen[rid]})")
-            seen[rid] = n
-            scores = d.get("scores") or {}
-            if not isinstance(scores, dict):
-                raise bad("'scores' must be an object of name -> number")
-            for s in upstream:
-                if not isinstance(scores.get(s), (int, float)) or isinstance(scores.get(s), bool):
-                    raise bad(f"no numeric score {s!r} in 'scores' (asked for as an upstream feature)")
-            rows.append(LabelRow(line=n, id=rid, x=d["x"], y=d["y"], label=int(d["label"]), split=d["split"],
-                                 kind=str(d.get("kind", "unlabelled")), group=str(d.get("group", d["x"])),
-                                 scores={k: float(v) for k, v in scores.items()}))
-    if not rows:
-        raise DistillError(f"{p}: no labelled rows (empty file)")
-    return rows
 
 
 # ---- training -------------------------------------------------------------------------
@@ -368,7 +298,7 @@ def train_critic(labels_path: str | Path, out_dir: str | Path, model: str = "log
         raise DistillError(f"target {next(iter(target))} must be in (0, 1], got {t}")
     _check_out(Path(out_dir), overwrite)  # before any work, and again at the rename
     rows = read_labels(labels_path, tuple(upstream))
-    train = [r for r in rows if r.split == "train"]
+    train = fit_rows(rows)  # train + dev: the threshold comes from CV on them
     test = [r for r in rows if r.split == "test"]
     ytr = np.array([r.label for r in train])
     if len(set(ytr.tolist())) < 2 or min(ytr.sum(), len(ytr) - ytr.sum()) < cv:
@@ -525,11 +455,19 @@ def format_report(meta: dict[str, Any]) -> str:
 
 
 def cli_train(argv: list[str]) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model")
+    if pre.parse_known_args(argv)[0].model in ("cross-encoder", "lm-classifier"):
+        from distill.critics.cross_encoder import cli_train as cross_encoder_train
+
+        return cross_encoder_train(argv)
     ap = argparse.ArgumentParser(prog="distill critic train",
                                  description="Fit a trained critic on a labels JSONL file and save its artifact.")
-    ap.add_argument("labels", help="JSONL rows: id, x, y, label (0|1), split (train|test), optional kind, scores")
+    ap.add_argument("labels", help="JSONL rows: id, x, y, label (P|C|M|D or 0|1), split (train|dev|test), "
+                                   "optional kind(s), group, scores")
     ap.add_argument("--out", help="artifact folder (default: critics-artifacts/trained-<model>)")
-    ap.add_argument("--model", choices=MODELS, default="logreg")
+    ap.add_argument("--model", choices=MODELS + ("cross-encoder", "lm-classifier"), default="logreg",
+                    help="cross-encoder / lm-classifier: fine-tuned transformers (see `--model cross-encoder -h`)")
     tg = ap.add_mutually_exclusive_group()
     tg.add_argument("--target-precision", type=float, help="threshold reaching this CV precision (default 0.9)")
     tg.add_argument("--target-recall", type=float, help="threshold keeping this CV recall instead")

@@ -116,9 +116,9 @@ GOOD = {"id": "a", "x": "One sentence here.", "y": "Another sentence there.", "l
 @pytest.mark.parametrize("bad, words", [
     ("{not json", ["invalid JSON (Expecting property name enclosed in double quotes at column 2)"]),
     (json.dumps({k: v for k, v in GOOD.items() if k != "label"}), ["missing field(s) ['label']"]),
-    (json.dumps({**GOOD, "label": 2}), ["label must be 0 or 1, got 2"]),
-    (json.dumps({**GOOD, "label": "1"}), ["label must be 0 or 1"]),
-    (json.dumps({**GOOD, "split": "dev"}), ["split must be 'train' or 'test'"]),
+    (json.dumps({**GOOD, "label": 2}), ["label must be one of P, C, M, D or 0/1, got 2"]),
+    (json.dumps({**GOOD, "label": "1"}), ["label must be one of P, C, M, D (or 0/1), got '1'"]),
+    (json.dumps({**GOOD, "split": "val"}), ["split must be one of train, dev, test, got 'val'"]),
     (json.dumps({**GOOD, "y": "  "}), ["'y' must be a non-empty string"]),
     (json.dumps(GOOD), ["duplicate id 'a' (first on line 1)"]),
     ("[1, 2]", ["expected a JSON object, got list"]),
