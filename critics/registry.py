@@ -20,6 +20,7 @@ CRITICS: dict[str, str] = {
     "nli": "distill.critics.nli:NLICritic",
     "lm_judge": "distill.critics.lm_judge:LMJudgeCritic",
     "trained": "distill.critics.trained:TrainedCritic",
+    "cross_encoder": "distill.critics.cross_encoder:CrossEncoderCritic",
     "embed_similarity": "distill.critics.similarity:EmbeddingSimilarity",
 }
 
