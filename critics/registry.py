@@ -22,6 +22,7 @@ CRITICS: dict[str, str] = {
     "trained": "distill.critics.trained:TrainedCritic",
     "cross_encoder": "distill.critics.cross_encoder:CrossEncoderCritic",
     "embed_similarity": "distill.critics.similarity:EmbeddingSimilarity",
+    "entities": "distill.critics.consistency:ConsistencyCritic",
 }
 
 
