@@ -9,8 +9,11 @@ Prints, from one run:
    ratio and copy rate beside them so a score bought by dropping content shows. The
    numbers come from `distill run` on CONFIG, which this script runs (or resumes: a
    finished run is only read back, nothing is regenerated or retrained).
-2. the targets: round-1 student > teacher few-shot on BERT-iBLEU *and* acceptance; round 2 >
-   round 1 on both. Each is reported as met or missed with the margin; nothing is tuned here.
+2. the targets: round-1 student > teacher few-shot, round 2 > round 1, decided on
+   meaning-aware numbers only (distill.trainers.compare: the human P rate of a scored blind
+   sheet, else acceptance by the critic chain and eval.meaning_critics, else undecided;
+   never BERT-iBLEU). Each is reported as met, missed or undecided with the margin and the
+   number used; nothing is tuned here.
 3. training throughput (non-padding tokens/s) of `distill train` against a plain torch
    loop on the same data and steps, side by side (bench/train_throughput.py).
 """
@@ -29,14 +32,12 @@ def rows_by_name(eval_result: dict) -> dict[str, dict]:
     return {m["name"]: m["metrics"] for m in eval_result["models"]}
 
 
-def compare(metrics: dict[str, dict], a: str, b: str) -> list[str]:
-    """Lines saying whether model ``a`` beats ``b`` on BERT-iBLEU and on acceptance."""
-    out = []
-    for key, label in (("bert_ibleu", "BERT-iBLEU"), ("accepted", "critic acceptance")):
-        va, vb = metrics[a][key], metrics[b][key]
-        out.append(f"  {a} vs {b}, {label}: {va:.3f} vs {vb:.3f} ({va - vb:+.3f}) -> "
-                   f"{'met' if va > vb else 'MISSED'}")
-    return out
+def compare(eval_result: dict, a: str, b: str) -> list[str]:
+    """The line saying whether model ``a`` beats ``b``, and on which meaning-aware number."""
+    from distill.trainers.compare import beats
+
+    rows = {m["name"]: m for m in eval_result["models"]}
+    return ["  " + beats(rows[a], rows[b])["line"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     students = [f"student-round{r['round']}" for r in result["rounds"]]
     print("\ntargets:")
     if teacher_few:
-        print("\n".join(compare(metrics, students[0], teacher_few)))
+        print("\n".join(compare(result["eval"], students[0], teacher_few)))
     for prev, nxt in zip(students, students[1:]):
-        print("\n".join(compare(metrics, nxt, prev)))
+        print("\n".join(compare(result["eval"], nxt, prev)))
 
     if not args.skip_throughput:
         from train_throughput import measure

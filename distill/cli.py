@@ -75,7 +75,8 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from distill.trainers.evaluate import cli_eval
 
-    return cli_eval(_load(args), progress=not args.no_progress)
+    return cli_eval(_load(args), progress=not args.no_progress, sheet_n=args.sheet, score_sheet=args.score_sheet,
+                    sheet_copy=args.sheet_copy)
 
 
 def cmd_run(args) -> int:
@@ -117,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("-n", "--examples", type=int, default=3, help="examples shown per split")
     ins.set_defaults(func=cmd_inspect)
     stage("train", "fine-tune a student on a corpus (resumable)", cmd_train)
-    stage("eval", "evaluate models and baselines on held-out inputs (reference-free)", cmd_eval)
+    ev = stage("eval", "evaluate models and baselines on held-out inputs (reference-free)", cmd_eval)
+    sh = ev.add_mutually_exclusive_group()
+    sh.add_argument("--sheet", type=int, metavar="N", help="write a blind human-judgment sheet (eval/sheet/) for the "
+                    "first N inputs from what was last evaluated")
+    sh.add_argument("--score-sheet", metavar="FILE", help="score a filled sheet (.jsonl or .csv) into results.json/.md")
+    ev.add_argument("--sheet-copy", action="store_true", help="--sheet: also judge the copy baseline")
     stage("run", "the whole loop: generate, filter, corpus, train, eval, for loop.rounds rounds", cmd_run)
     cr = sub.add_parser("critic", help="critic tools: `distill critic train LABELS.jsonl ...`")
     cr.add_argument("action", choices=["train"])

@@ -305,6 +305,8 @@ class EvalConfig(Strict):
     models: list[EvalModelSpec] = Field(default_factory=_default_eval_models,
                                         description="rows of the table, in order")
     critics: list[CriticSpec] | None = Field(None, description="None: filter.critics (those the corpus was filtered with)")
+    meaning_critics: list[CriticSpec] = Field(default_factory=list, description="a second chain judging every output "
+                                              "on meaning alone (column meaning-accepted); empty: no such column")
     encoder: str | None = Field(None, description="sentence-transformers model; None: filter.dedup.encoder")
 
     @model_validator(mode="after")

@@ -181,9 +181,27 @@ def write_summary(cfg: RunConfig, rounds: list[dict[str, Any]], eval_result: dic
                      f"{_fmt(t.get('eval_loss_best'))}"
                      f" | {' / '.join(str(s.get(x, '-')) for x in ('generate', 'filter', 'corpus', 'train'))} |")
     if eval_result:
+        from distill.trainers.compare import round_lines
+
         md = Path(eval_result["output_dir"]) / "results.md"
+        verdicts = round_lines(eval_result)
+        if verdicts:  # meaning-aware numbers only (human P rate, else meaning critics): see trainers/compare.py
+            lines += ["", "## Does round k+1 beat round k?", ""] + [f"- {v}" for v in verdicts]
         lines += ["", "## Evaluation (held-out inputs)", "", md.read_text() if md.is_file() else "(no results.md)"]
     atomic_write(out / "results.md", lambda f: f.write(("\n".join(lines) + "\n").encode()))
+
+
+def refresh_summary(cfg: RunConfig, eval_result: dict[str, Any]) -> None:
+    """Rewrite a finished or partial run's results.md and run_summary.json with a new
+    evaluation result (a scored human sheet), if ``cfg`` is a `distill run` folder whose
+    evaluation lives where ``eval_result`` came from."""
+    path = Path(cfg.output_dir) / "run_summary.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    if not old.get("eval") or Path(old["eval"]["output_dir"]).resolve() != Path(eval_result["output_dir"]).resolve():
+        return
+    write_summary(cfg, old["rounds"], eval_result)
 
 
 def _fmt(v: Any) -> str:

@@ -12,7 +12,13 @@ and touches nothing upstream: it reads ``cfg.eval`` (and ``filter.critics`` /
   critics and encoder, so a rerun, or the next round of ``distill run``, reuses it and
   never loads a model whose result is already there;
 - ``cache.sqlite``: the request cache of the project's Teacher (a crash mid-generation
-  pays nothing twice), ``embeddings.sqlite``: the encoder's.
+  pays nothing twice), ``embeddings.sqlite``: the encoder's;
+- ``sheet/``: a blind human-judgment sheet and, once scored, the human rates that
+  results.json and results.md then carry (:mod:`distill.trainers.sheet`).
+
+"accepted" is the share every critic of the chain keeps (``eval.critics``, else
+``filter.critics``; the table header says which); with ``eval.meaning_critics`` a second
+chain judges every output on its own ("meaning-accepted").
 
 Two phases: every model that needs it generates first, one at a time, released before
 the next; then one encoder and one critic chain score all new outputs.
@@ -32,6 +38,7 @@ from distill.config import EvalModelSpec, ParaphraseInstructTask, RunConfig
 from distill.errors import ConfigError
 from distill.shards import atomic_write, atomic_write_json
 from distill.trainers import metrics as M
+from distill.trainers import sheet
 
 RESULT_VERSION = 1  # bump when a metric's definition changes: invalidates every cached result
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -80,7 +87,8 @@ def _prompt_settings(spec: EvalModelSpec) -> tuple[str, list[tuple[str, str]]]:
     return spec.instruction or ParaphraseInstructTask.model_fields["instruction"].default, shots[: spec.few_shot]
 
 
-def fingerprint(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], critic_specs: list, encoder: str | None) -> str:
+def fingerprint(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], critic_specs: list, encoder: str | None,
+                meaning_specs: list = ()) -> str:
     t = cfg.teacher
     gen = None
     if spec.kind == "model":
@@ -90,10 +98,12 @@ def fingerprint(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], critic_s
                "options": (t.vllm if spec.backend == "vllm" else t.openai).model_dump()
                if spec.backend != "transformers" else None}
     # an LM-judge critic asks the run's teacher, so then the teacher is part of the critics
-    judge = t.model_dump() if any(c.type == "lm_judge" for c in critic_specs) else None
+    judge = t.model_dump() if any(c.type == "lm_judge" for c in [*critic_specs, *meaning_specs]) else None
     payload = {"v": RESULT_VERSION, "kind": spec.kind, "gen": gen, "inputs": hashlib.sha256(
         json.dumps(inputs).encode()).hexdigest(), "critics": [c.model_dump() for c in critic_specs],
         "judge_teacher": judge, "encoder": encoder}
+    if meaning_specs:  # only when set, so results cached before meaning critics existed stay valid
+        payload["meaning_critics"] = [c.model_dump() for c in meaning_specs]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -152,13 +162,16 @@ class _WeightsKeyed:
 class Scorer:
     """The encoder and the critic chain, loaded once, scoring any number of output lists."""
 
-    def __init__(self, cfg: RunConfig, critic_specs: list, encoder: str | None, out: Path) -> None:
+    def __init__(self, cfg: RunConfig, critic_specs: list, encoder: str | None, out: Path,
+                 meaning_specs: list = ()) -> None:
         from distill.critics.embed import Encoder
         from distill.critics.registry import build_critic
 
         self.encoder = Encoder(encoder, cache_path=out / "embeddings.sqlite")
         self.critics = [build_critic(c.type, c.kwargs(), where=f"eval.critics[{n}]", teacher=cfg.teacher,
                                      encoder=encoder) for n, c in enumerate(critic_specs)]
+        self.meaning = [build_critic(c.type, c.kwargs(), where=f"eval.meaning_critics[{n}]", teacher=cfg.teacher,
+                                     encoder=encoder) for n, c in enumerate(meaning_specs)]
         self._x_tokens: dict[str, Any] = {}
 
     def score(self, inputs: list[str], outputs: list[str]) -> list[dict[str, Any]]:
@@ -169,10 +182,9 @@ class Scorer:
         self._x_tokens.update(zip(new, M.token_embeddings(self.encoder.model, new)))
         y_tokens = M.token_embeddings(self.encoder.model, outputs)
         cos = (self.encoder.encode(inputs) * self.encoder.encode(outputs)).sum(axis=1)
-        records = [Record(id=str(i), task="paraphrase", input=x, output=y) for i, (x, y) in enumerate(zip(inputs, outputs))]
-        kept = {r.id for r in run_pipeline(self.critics, records)}
-        reasons = {r.id: f"{c.name}:{why}" if not why.startswith(c.name) else why
-                   for c in self.critics for r, why in c.drain_rejects()}
+        kept, reasons = self._judge(self.critics, inputs, outputs)
+        if self.meaning:
+            m_kept, m_reasons = self._judge(self.meaning, inputs, outputs)
         items = []
         for i, (x, y) in enumerate(zip(inputs, outputs)):
             p, r, f = M.bertscore(self._x_tokens[x], y_tokens[i])
@@ -183,10 +195,24 @@ class Scorer:
                           "accepted": str(i) in kept, "reject_reason": reasons.get(str(i)),
                           "copy": M.is_copy(x, y), "near_copy": M.is_near_copy(x, y),
                           "degenerate": M.degenerate(x, y), "empty": not y.strip()})
+            if self.meaning:
+                items[-1].update(meaning_accepted=str(i) in m_kept, meaning_reject_reason=m_reasons.get(str(i)))
         return items
 
+    @staticmethod
+    def _judge(critics: list, inputs: list[str], outputs: list[str]) -> tuple[set[str], dict[str, str]]:
+        """Ids (item indices) the chain keeps, and the first failing critic's reason for the rest."""
+        from distill.record import Record
+        from distill.stage import run_pipeline
+
+        records = [Record(id=str(i), task="paraphrase", input=x, output=y) for i, (x, y) in enumerate(zip(inputs, outputs))]
+        kept = {r.id for r in run_pipeline(critics, records)}
+        reasons = {r.id: f"{c.name}:{why}" if not why.startswith(c.name) else why
+                   for c in critics for r, why in c.drain_rejects()}
+        return kept, reasons
+
     def close(self) -> None:
-        for c in self.critics:
+        for c in self.critics + self.meaning:
             if hasattr(c, "close"):
                 c.close()
         self.encoder.close()
@@ -204,6 +230,12 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     out["degenerate"] = mean("degenerate", lambda v: v is not None)
     out["degenerate_reasons"] = dict(Counter(it["degenerate"] for it in items if it["degenerate"]).most_common())
     out["reject_reasons"] = dict(Counter(it["reject_reason"] for it in items if it["reject_reason"]).most_common())
+    if items and "meaning_accepted" in items[0]:
+        out["meaning_accepted"] = mean("meaning_accepted")
+        # what a comparison trusts: kept by the chain (no copy, well formed) and on meaning
+        out["accepted_and_meaning"] = sum(it["accepted"] and it["meaning_accepted"] for it in items) / n
+        out["meaning_reject_reasons"] = dict(Counter(it["meaning_reject_reason"] for it in items
+                                                     if it["meaning_reject_reason"]).most_common())
     return out
 
 
@@ -220,11 +252,12 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
     out = eval_dir(cfg)
     inputs, source = load_inputs(cfg)
     critic_specs = cfg.eval.critics if cfg.eval.critics is not None else cfg.filter.critics
+    meaning_specs = cfg.eval.meaning_critics
     encoder = cfg.eval.encoder or cfg.filter.dedup.encoder
     rows: dict[str, dict[str, Any]] = {}
     todo: list[tuple[EvalModelSpec, Path]] = []
     for spec in specs:
-        path = out / "models" / f"{spec.name}-{fingerprint(spec, cfg, inputs, critic_specs, encoder)}.json"
+        path = out / "models" / f"{spec.name}-{fingerprint(spec, cfg, inputs, critic_specs, encoder, meaning_specs)}.json"
         if path.is_file():
             rows[spec.name] = {**json.loads(path.read_text()), "cached": True}
         else:
@@ -234,7 +267,7 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
         g0 = time.perf_counter()
         generated[spec.name] = (generate(spec, cfg, inputs, out, progress, backend_factory), time.perf_counter() - g0)
     if todo:  # phase 2: one encoder and one critic chain for every new output list
-        scorer = Scorer(cfg, critic_specs, encoder, out)
+        scorer = Scorer(cfg, critic_specs, encoder, out, meaning_specs)
         try:
             for spec, path in todo:
                 s0 = time.perf_counter()
@@ -253,25 +286,45 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
                      lambda f, items=items: f.write("".join(json.dumps(it, ensure_ascii=False) + "\n"
                                                             for it in items).encode()))
     results = {"inputs": {"source": source, "count": len(inputs), "limit": cfg.eval.limit},
-               "critics": [c.model_dump() for c in critic_specs], "encoder": encoder or "all-MiniLM-L6-v2",
+               "critics": [c.model_dump() for c in critic_specs],
+               "critics_source": "eval.critics" if cfg.eval.critics is not None else "filter.critics",
+               "meaning_critics": [c.model_dump() for c in meaning_specs], "encoder": encoder or "all-MiniLM-L6-v2",
                "beta": M.BETA, "models": [rows[s.name] for s in specs], "seconds": round(time.perf_counter() - t0, 2)}
-    atomic_write_json(out / "results.json", results)
-    atomic_write(out / "results.md", lambda f: f.write(markdown(results).encode()))
+    sheet.attach(results, out)
+    write_results(results, out)
     plot(results, out / "metrics.png")
     results["output_dir"] = str(out)
     return results
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    atomic_write_json(out / "results.json", {k: v for k, v in results.items() if k != "output_dir"})
+    atomic_write(out / "results.md", lambda f: f.write(markdown(results).encode()))
 
 
 def _cell(v: float, fmt: str) -> str:
     return f"{100 * v:.1f}%" if fmt == "%" else format(v, fmt)
 
 
+def columns(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """M.COLUMNS with "accepted" named by its chain, and "meaning-accepted" after it when
+    ``eval.meaning_critics`` was set."""
+    chain = results.get("critics_source", "filter.critics")
+    cols = [(k, f"accepted ({chain})" if k == "accepted" else h, f) for k, h, f in M.COLUMNS]
+    if results.get("meaning_critics"):
+        at = [k for k, _, _ in cols].index("accepted") + 1
+        cols.insert(at, ("meaning_accepted", "meaning-accepted", "%"))
+    return cols
+
+
 def table(results: dict[str, Any]) -> str:
-    head = ["model", "n"] + [c[1] for c in M.COLUMNS]
+    cols = columns(results)
+    head = ["model", "n"] + [c[1] for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in results["models"]:
         m = row["metrics"]
-        lines.append("| " + " | ".join([row["name"], str(m["n"])] + [_cell(m[k], f) for k, _, f in M.COLUMNS]) + " |")
+        lines.append("| " + " | ".join([row["name"], str(m["n"])] + [_cell(m[k], f) if k in m else "-"
+                                                                      for k, _, f in cols]) + " |")
     return "\n".join(lines)
 
 
@@ -279,9 +332,14 @@ def markdown(results: dict[str, Any]) -> str:
     inp, crit = results["inputs"], ", ".join(c["type"] for c in results["critics"]) or "none"
     reasons = [f"- {r['name']}: " + (", ".join(f"{k} {v}" for k, v in r["metrics"]["reject_reasons"].items()) or "none")
                for r in results["models"]]
-    return (f"# Evaluation\n\n{inp['count']} inputs: {inp['source']}. Encoder: {results['encoder']}. "
-            f"Critics: {crit}.\n\n{table(results)}\n\n{M.LEGEND}\n\nCritic rejections (first failing critic):\n"
+    meaning = ", ".join(c["type"] for c in results.get("meaning_critics", []))
+    text = (f"# Evaluation\n\n{inp['count']} inputs: {inp['source']}. Encoder: {results['encoder']}. "
+            f"Critics ({results.get('critics_source', 'filter.critics')}): {crit}."
+            + (f" Meaning critics (eval.meaning_critics, judged on every output on their own): {meaning}." if meaning
+               else "") + f"\n\n{table(results)}\n\n{M.LEGEND}\n\nCritic rejections (first failing critic):\n"
             + "\n".join(reasons) + "\n")
+    human = sheet.human_table(results)
+    return text + (f"\n## Human judgment\n\n{human}\n" if human else "")
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -312,7 +370,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def cli_eval(cfg: RunConfig, progress: bool = True) -> int:
+def cli_eval(cfg: RunConfig, progress: bool = True, sheet_n: int | None = None, score_sheet: str | None = None,
+             sheet_copy: bool = False) -> int:
+    if score_sheet is not None:
+        return sheet.cli_score(cfg, Path(score_sheet))
+    if sheet_n is not None:
+        return sheet.cli_write(cfg, sheet_n, sheet_copy, progress)
     res = run_eval(cfg, progress=progress)
     print("\n" + table(res))
     cached = [r["name"] for r in res["models"] if r["cached"]]
