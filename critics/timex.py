@@ -140,6 +140,9 @@ _ORDINALS = {w: str(i) for i, w in enumerate("third fourth fifth sixth seventh e
                                               "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth "
                                               "nineteenth twentieth".split(), start=3)} | {
     "thirtieth": "30", "fortieth": "40", "fiftieth": "50", "hundredth": "100"}
+_DECADE_WORDS = {w + "ies": str(10 * i) for i, w in enumerate(
+    "twent thirt fort fift sixt sevent eight ninet".split(), start=2)}  # "in his forties" = "in his 40s"
+_ORDINALS |= _DECADE_WORDS
 _ORDINAL = re.compile(r"\b(?:" + "|".join(_ORDINALS) + r")\b", re.IGNORECASE)
 _HYPHEN = re.compile(r"(?<=[A-Za-z])-(?!(?:one|two|three|four|five|six|seven|eight|nine)\b)")
 _MONEY_SUFFIX = re.compile(r"([$£€¥]\s?\d+(?:\.\d+)?)\s?(m|bn|b|k)\b", re.IGNORECASE)
@@ -156,7 +159,7 @@ def quantities(text: str) -> set[str]:
     """Canonical numbers of ``text``: :func:`extract_numbers` after clock times are masked
     (they are times) and multiples, fractions and ordinals are spelled as counts ("two
     decades" = 20, "half an hour" = 30 minutes, "a dozen" = 12, "twice" = two times, "fifth"
-    = 5, "$5m" = 5 million)."""
+    = 5, "forties" = 40, "$5m" = 5 million)."""
     masked = _TIME.sub(lambda m: " " if m["clock"] else m.group(0), text)
     masked = _HYPHEN.sub(" ", masked)  # "forty-year" -> "forty year" ("twenty-five" stays)
     for rx, v in _FRACTIONS:

@@ -3,6 +3,10 @@ exact reason string, and harmless rewordings that must be kept."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 
 from distill.critics.consistency import ConsistencyCritic
@@ -100,6 +104,7 @@ KEEPS = [
     ("The show ends tonight.", "The show finishes this evening."),
     ("A man was hurt in the blast.", "One man was injured in the blast."),
     ("Rents have risen for the fifth year in a row.", "Rents have gone up for five years running."),
+    ("The man, aged in his 40s, was taken to hospital.", "The man, who is in his forties, was taken to hospital."),
     # reworded attribution: same speaker, other verb
     ("Scientists have found that the lake dropped sharply.", "According to researchers, the lake fell steeply."),
     ("Analysts said Tokyo stocks rose.", "Tokyo stocks rose, analysts said."),
@@ -159,3 +164,44 @@ def test_registry_builds_it_and_rejects_bad_options():
         build_critic("entities", {"max_dropped": -1})
     with pytest.raises(ConfigError, match="unknown key"):
         build_critic("entities", {"max_add": 1})
+
+
+# ---------------------------------------------------------------- the measuring script
+
+def _bench():
+    path = Path(__file__).resolve().parents[1] / "bench" / "consistency_labels.py"
+    spec = importlib.util.spec_from_file_location("consistency_labels", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_reads_both_label_formats(tmp_path, capsys):
+    old = tmp_path / "old.jsonl"
+    old.write_text("\n".join(json.dumps(r) for r in [
+        {"x": "Forty people were hurt.", "y": "40 people were injured.", "label": 1, "kind": "paraphrase"},
+        {"x": "Three people died.", "y": "Four people died.", "label": 0, "kind": "number_change"}]))
+    new = tmp_path / "new.jsonl"
+    new.write_text(json.dumps({"x": "He left yesterday.", "y": "He left today.", "label": "M",
+                               "kinds": ["time", "fact"]}) + "\n")
+    bench = _bench()
+    assert bench.main([str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "keep (false alarms)        1        0    0.0%" in out
+    assert "number_change              1        1  100.0%" in out
+    assert bench.main([str(new), "--set", "checks=[times]"]) == 0
+    out = capsys.readouterr().out
+    assert "M:time                     1        1  100.0%" in out and "M:fact" in out
+
+
+def test_bench_bad_input_exits_2(tmp_path, capsys):
+    bench = _bench()
+    assert bench.main([str(tmp_path / "missing.jsonl")]) == 2
+    assert "labels file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"x": "a", "y": "b", "label": "Q"}) + "\n")
+    assert bench.main([str(bad)]) == 2
+    assert "bad.jsonl line 1: label must be 0, 1, P, C, M or D, got 'Q'" in capsys.readouterr().err
+    bad.write_text(json.dumps({"x": "a", "y": "b", "label": 1}) + "\n")
+    assert bench.main([str(bad), "--set", "max_added=-1"]) == 2
+    assert "max_added must be an integer >= 0, got -1" in capsys.readouterr().err
