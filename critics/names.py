@@ -48,7 +48,7 @@ june july august september october november december jan feb mar apr jun jul aug
 # Acronyms of common nouns: not names ("its CEO" ~ "its chief executive").
 _COMMON_ACRONYMS = set("""CEO CEOs CFO MP MPs PM GP GPs TV DNA CCTV PhD HIV AIDS SUV ATM PIN ID IT AI OK AM GDP VAT CD
 DVD PC SMS UFO VIP HQ DIY FAQ""".split())
-_CONNECT = {"of", "de", "van", "von", "al", "bin", "la", "du", "del", "da", "and"}
+_CONNECT = {"of", "de", "van", "von", "al", "bin", "la", "du", "del", "da"}
 _EXTRA_ALIASES = {"America": "united states", "Britain": "united kingdom", "Holland": "netherlands",
                   "Kiwi": "new zealand", "Aussie": "australia"}
 _DEMONYM_SUFFIXES = ("ian", "ese", "ish", "an", "er", "ic", "n", "i")
@@ -209,6 +209,8 @@ def find_spans(tokens: list[str], evidence: set[str]) -> list[Span]:
             words.pop(0)  # a title alone ("the Prime Minister") is a role, not a name
         while len(words) > 1 and words[-1].lower() in _TITLES:
             words.pop()  # "New South Wales Premier" names New South Wales
+        while words and words[0].lower() in _CONNECT:
+            words.pop(0)  # "Premier of South Australia" -> "South Australia"
         if words and not (len(words) == 1 and (len(words[0]) == 1 or words[0] in _COMMON_ACRONYMS)):
             spans.append(Span(words, canon(words)))
         cur.clear()

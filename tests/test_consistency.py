@@ -86,6 +86,8 @@ KEEPS = [
     ("The Reserve Bank of Australia left rates on hold.", "Rates were left on hold by the RBA."),
     ("The New South Wales Premier, Bob Carr, says the state will not raise taxes.",
      "The state will not increase taxes, NSW Premier Bob Carr says."),
+    ("South Australian Premier Mike Rann says the state will not be affected.",
+     "The state will not be affected, according to Mike Rann, the Premier of South Australia."),
     ("Police say a man has been charged over the attack in Sydney's west.",
      "A man has been charged over the attack in western Sydney, police say."),
     ("Opposition Leader Simon Crean says the Government has lost control of the budget.",
@@ -126,6 +128,12 @@ def test_a_copy_is_consistent():
 
 
 # ---------------------------------------------------------------- scores, options, thresholds
+
+def test_spans_drop_titles_and_connectors():
+    from distill.critics.names import Text
+    t = Text("Mike Rann, the Premier of South Australia, met Mr Howard and U.S. President George W. Bush.")
+    assert [s.text for s in t.spans] == ["Mike Rann", "South Australia", "Howard", "U.S. President George W. Bush"]
+
 
 def test_scores_count_each_kind():
     r = Record(id="r", task="paraphrase", input="Three people died in Sydney yesterday.",
