@@ -48,9 +48,9 @@ class FitConfig:
     """How one model is fine-tuned. ``freeze_embeddings`` keeps the token embedding matrix
     fixed: most of MiniLM's weights, and the part a few hundred pairs overfit first."""
 
-    epochs: float = 2.0
+    epochs: float = 3.0
     batch_size: int = 16
-    lr: float = 5e-5
+    lr: float = 1e-4
     max_length: int = 128
     warmup_ratio: float = 0.1
     freeze_embeddings: bool = True

@@ -114,6 +114,7 @@ def test_bad_labels_exit_2_through_the_cli(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # ~15 s: three fine-tunes through the sentence-transformers trainer
 def test_tiny_cross_encoder_trains_and_judges(tmp_path, tiny_bert):
     from distill.cli import main
     from distill.critics.registry import build_critic
@@ -121,7 +122,7 @@ def test_tiny_cross_encoder_trains_and_judges(tmp_path, tiny_bert):
     labels = write_labels(tmp_path / "labels.jsonl")
     out = tmp_path / "ce"
     assert main(["critic", "train", str(labels), "--model", "cross-encoder", "--base", str(tiny_bert),
-                 "--out", str(out), "--cv", "2", "--epochs", "2", "--lr", "1e-3", "--batch-size", "8",
+                 "--out", str(out), "--cv", "2", "--epochs", "1", "--lr", "1e-3", "--batch-size", "8",
                  "--target-precision", "0.5", "--synthetic", "1", "--device", "cpu"]) == 0
     meta = json.loads((out / "spec.json").read_text())
     assert meta["format"] == "distill-cross-encoder-critic" and meta["model"] == "cross-encoder"
@@ -157,6 +158,40 @@ def test_artifact_errors(tmp_path, tiny_bert):
         CrossEncoderCritic(str(tmp_path))
     with pytest.raises(DistillError, match="exists; pass overwrite=True"):
         train_cross_encoder(write_labels(tmp_path / "l.jsonl"), tmp_path, base=str(tiny_bert))
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer causal LM and a word-level tokenizer with an eos token but no pad token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    words = sorted({w for p in PAIRS for s in p for w in s.split()})
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<unk>", "</s>"] + words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="</s>").save_pretrained(str(out))
+    cfg = LlamaConfig(vocab_size=len(words) + 2, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, eos_token_id=1)
+    LlamaForCausalLM(cfg).save_pretrained(str(out))
+    return out
+
+
+@pytest.mark.slow  # ~15 s, as above
+def test_lm_classifier_on_a_tiny_causal_lm(tmp_path, tiny_llama):
+    from distill.critics.cross_encoder import CrossEncoderCritic, FitConfig, train_cross_encoder
+
+    labels = write_labels(tmp_path / "labels.jsonl")
+    meta = train_cross_encoder(labels, tmp_path / "lm", model="lm-classifier", base=str(tiny_llama), cv=2,
+                               target_precision=0.5, device="cpu", fit_config=FitConfig(epochs=1, lr=1e-3))
+    assert meta["model"] == "lm-classifier" and meta["metrics"]["test"]["n"] == 6
+    critic = CrossEncoderCritic(str(tmp_path / "lm"))
+    assert critic.model.tokenizer.pad_token == "</s>"  # set from eos: the head reads the last real token
+    recs = [Record(id=str(i), task="paraphrase", input=x, output=y) for i, (x, y, _) in enumerate(PAIRS)]
+    verdicts = critic.judge_batch(recs)
+    for r, v in zip(recs, verdicts):
+        assert v is True if r.scores["cross_encoder"] >= critic.threshold else v == (
+            False, f"cross_encoder<{critic.threshold:g}")
 
 
 @pytest.mark.slow
