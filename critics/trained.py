@@ -349,6 +349,8 @@ def load_artifact(path: str | Path) -> tuple[dict[str, Any], FeatureSpec, Any]:
         meta = json.loads(sj.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DistillError(f"{sj}: not valid JSON ({e.msg})") from None
+    if meta.get("format") == "distill-cross-encoder-critic":
+        raise DistillError(f"{p} is a cross-encoder artifact: use it as {{type: cross_encoder, path: {p}}}")
     if meta.get("format") != ARTIFACT_FORMAT or meta.get("artifact_version") != ARTIFACT_VERSION:
         raise DistillError(f"{sj}: artifact format {meta.get('format')!r} v{meta.get('artifact_version')} is not "
                            f"{ARTIFACT_FORMAT!r} v{ARTIFACT_VERSION}; retrain with `distill critic train`")

@@ -150,12 +150,16 @@ def test_tiny_cross_encoder_trains_and_judges(tmp_path, tiny_bert):
 
 def test_artifact_errors(tmp_path, tiny_bert):
     from distill.critics.cross_encoder import CrossEncoderCritic, train_cross_encoder
+    from distill.critics.trained import TrainedCritic
 
     with pytest.raises(DistillError, match="no spec.json"):
         CrossEncoderCritic(str(tmp_path))
     (tmp_path / "spec.json").write_text('{"format": "distill-trained-critic", "artifact_version": 1}')
     with pytest.raises(DistillError, match="critic type 'trained'"):
         CrossEncoderCritic(str(tmp_path))
+    (tmp_path / "spec.json").write_text('{"format": "distill-cross-encoder-critic", "artifact_version": 1}')
+    with pytest.raises(DistillError, match="is a cross-encoder artifact: use it as {type: cross_encoder"):
+        TrainedCritic(str(tmp_path))
     with pytest.raises(DistillError, match="exists; pass overwrite=True"):
         train_cross_encoder(write_labels(tmp_path / "l.jsonl"), tmp_path, base=str(tiny_bert))
 
