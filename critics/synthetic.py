@@ -29,8 +29,10 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
 TIME_GROUPS = (("yesterday", "today", "tomorrow"), ("this morning", "this afternoon", "this evening", "tonight"),
                ("last week", "next week"), ("last month", "next month"), ("last year", "next year"),
                ("last night", "tomorrow night"), WEEKDAYS, MONTHS)
-NUMBER_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-                "fifteen", "twenty", "thirty", "forty", "fifty", "hundred", "thousand", "million")
+#: a number word is changed to another of its own magnitude ("thirty" -> "fifty", never -> "million")
+NUMBER_CLASSES = (("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+                   "fifteen"), ("twenty", "thirty", "forty", "fifty", "sixty"), ("hundred", "thousand", "million"))
+NUMBER_WORDS = tuple(w for c in NUMBER_CLASSES for w in c)
 AUX = ("is", "are", "was", "were", "will", "would", "could", "should", "has", "have", "had", "may", "might",
        "must", "can", "does", "do", "did")
 NEG_OFF = ((r"\bcannot\b", "can"), (r"\bcan't\b", "can"), (r"\bwon't\b", "will"), (r"\b(\w+)n't\b", r"\1"),
@@ -119,7 +121,8 @@ def number_change(s: str, rng: random.Random) -> str | None:
     m = rng.choice(digits + words)
     old = m.group()
     if m in words:
-        new = _case_like(rng.choice([w for w in NUMBER_WORDS if w != old.lower()]), old)
+        same = next(c for c in NUMBER_CLASSES if old.lower() in c)
+        new = _case_like(rng.choice([w for w in same if w != old.lower()]), old)
     else:
         v = float(old.replace(",", ""))
         is_year = old.isdigit() and 1900 <= v <= 2100
@@ -271,7 +274,8 @@ def synthesize(rows: list[LabelRow], synth: Synth) -> list[LabelRow]:
     for r in rows:
         for t in (r.x, r.y):
             group_of.setdefault(t, set()).add(r.group)
-    names = names_in(sentences)
+    # names from keeps only: a degenerate reject may be in another language ("Hügeln")
+    names = names_in([t for r in rows if r.label == 1 for t in (r.x, r.y)])
     out: list[LabelRow] = []
     for r in rows:
         if r.label != 1:

@@ -24,7 +24,8 @@ def run(t: str, s: str, seed: int = 0):
 
 @pytest.mark.parametrize("t, s, want", [
     ("number_change", "The fire destroyed 14 homes.", "The fire destroyed 17 homes."),
-    ("number_change", "Three people were hurt.", "Forty people were hurt."),
+    ("number_change", "Three people were hurt.", "Nine people were hurt."),  # a word of the same magnitude
+    ("number_change", "Thirty years on.", "Sixty years on."),
     ("time_change", "The minister resigned yesterday.", "The minister resigned tomorrow."),
     ("time_change", "The vote is on Tuesday.", "The vote is on Friday."),
     ("negation", "The bridge will close for repairs.", "The bridge will not close for repairs."),
