@@ -201,8 +201,12 @@ class FakeApi:
     def hf_hub_download(self, repo, filename, **kw):
         self.calls.append(("hf_hub_download", repo, filename, kw))
         if self.card is None:
-            import httpx
             from huggingface_hub.errors import RemoteEntryNotFoundError
+
+            try:  # huggingface_hub 2.x speaks httpx2; older releases httpx
+                import httpx2 as httpx
+            except ImportError:
+                import httpx
 
             raise RemoteEntryNotFoundError("404", response=httpx.Response(404, request=httpx.Request("GET", "http://x")))
         (self.tmp / "README.md").write_text(self.card)
