@@ -18,8 +18,13 @@ from distill.errors import DistillError
 from distill.generator.backends.base import Completion, Prompt, SamplingParams, prompt_text
 
 
-def cache_key(model_id: str, prompt: Prompt, params: SamplingParams, index: int) -> str:
-    payload = json.dumps([model_id, prompt_text(prompt), params.key(), index], sort_keys=True, ensure_ascii=False)
+def cache_key(model_id: str, prompt: Prompt, params: SamplingParams, index: int, constraints=None) -> str:
+    """``constraints`` (a LexicalConstraint) joins the key when given: constrained and free
+    samples of one prompt never share an entry (keys without it are as before)."""
+    parts = [model_id, prompt_text(prompt), params.key(), index]
+    if constraints is not None:
+        parts.append(constraints.key())
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from distill.cache import RequestCache, cache_key
 from distill.errors import BudgetExhausted
 from distill.generator.backends.base import Backend, Completion, Prompt, Request, SamplingParams, Usage
+from distill.generator.constraints import LexicalConstraint
 
 
 @dataclass
@@ -54,16 +55,22 @@ class Teacher:
     def model_id(self) -> str:
         return self.backend.model_id
 
-    def generate(self, prompts: Sequence[Prompt], n: int, params: SamplingParams) -> list[list[Completion]]:
-        """``n`` completions for each prompt, from the cache where it has them."""
+    def generate(self, prompts: Sequence[Prompt], n: int, params: SamplingParams,
+                 constraints: Sequence[LexicalConstraint | None] | None = None) -> list[list[Completion]]:
+        """``n`` completions for each prompt, from the cache where it has them; ``constraints``
+        (one per prompt, None: free) are applied by the backend and part of the cache key."""
         model = self.backend.model_id
-        keys = [[cache_key(model, p, params, i) for i in range(n)] for p in prompts]
+        cons = list(constraints) if constraints is not None else [None] * len(prompts)
+        if len(cons) != len(prompts):
+            raise ValueError(f"{len(cons)} constraints for {len(prompts)} prompts")
+        self.backend.refuse_constraints(cons)
+        keys = [[cache_key(model, p, params, i, c) for i in range(n)] for p, c in zip(prompts, cons)]
         have = self.cache.get_many([k for ks in keys for k in ks]) if self.cache is not None else {}
         self.cached_samples += len(have)
         if self.progress is not None and have:
             self.progress.update(len(have))
-        todo = [Request(p, params, tuple(i for i in range(n) if ks[i] not in have), n)
-                for p, ks in zip(prompts, keys) if any(k not in have for k in ks)]
+        todo = [Request(p, params, tuple(i for i in range(n) if ks[i] not in have), n, c)
+                for p, ks, c in zip(prompts, keys, cons) if any(k not in have for k in ks)]
         step = self.backend.chunk_size or max(len(todo), 1)
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
@@ -74,7 +81,7 @@ class Teacher:
             rows = []
             for req, res in zip(chunk, results):
                 for j, (idx, comp) in enumerate(zip(req.indices, res.completions)):
-                    k = cache_key(model, req.prompt, params, idx)
+                    k = cache_key(model, req.prompt, params, idx, req.constraints)
                     have[k] = comp
                     rows.append((k, comp, res.prompt_tokens if j == 0 else 0))
                 self.usage.add(Usage(res.prompt_tokens, sum(c.completion_tokens for c in res.completions), 1,

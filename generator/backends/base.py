@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Union
+
+from distill.errors import ConfigError
+from distill.generator.constraints import LexicalConstraint
 
 Message = dict[str, str]
 Prompt = Union[str, list[Message]]  # text (completion mode) or chat messages
@@ -70,6 +73,9 @@ class Request:
     params: SamplingParams
     indices: tuple[int, ...]  # which samples of this prompt are wanted (0-based)
     n: int = 0  # how many samples the caller wants in all (>= max(indices) + 1)
+    #: what the completions may not contain (generator/constraints.py); None: free. A backend
+    #: that cannot apply it refuses the request (Backend.supports_constraints)
+    constraints: LexicalConstraint | None = None
 
     def __post_init__(self) -> None:
         self.indices = tuple(self.indices)
@@ -149,6 +155,8 @@ class Backend:
     #: how many requests the caller should hand over at once (None: all of a shard,
     #: which lets vLLM schedule everything in one ``generate()`` call)
     chunk_size: int | None = None
+    #: whether the backend applies a Request's ``constraints`` while decoding
+    supports_constraints: bool = False
 
     @property
     def model_id(self) -> str:
@@ -158,10 +166,18 @@ class Backend:
     def generate_requests(self, requests: list[Request]) -> list[Result]:
         raise NotImplementedError
 
-    def generate(self, prompts: Sequence[Prompt], n: int, params: SamplingParams) -> list[list[Completion]]:
-        """Convenience form: ``n`` completions for each prompt."""
-        reqs = [Request(p, params, tuple(range(n)), n) for p in prompts]
+    def generate(self, prompts: Sequence[Prompt], n: int, params: SamplingParams,
+                 constraints: Sequence[LexicalConstraint | None] | None = None) -> list[list[Completion]]:
+        """Convenience form: ``n`` completions for each prompt (``constraints``: one per prompt)."""
+        cons = list(constraints) if constraints is not None else [None] * len(prompts)
+        reqs = [Request(p, params, tuple(range(n)), n, c) for p, c in zip(prompts, cons, strict=True)]
         return [r.completions for r in self.generate_requests(reqs)]
+
+    def refuse_constraints(self, constraints: Iterable[LexicalConstraint | None]) -> None:
+        """Raise when a constraint is given and this backend cannot apply it."""
+        if not self.supports_constraints and any(c is not None for c in constraints):
+            raise ConfigError(f"task.constraints: the {self.name} backend cannot apply lexical constraints while "
+                              f"decoding; use teacher.backend=transformers or turn task.constraints off")
 
     def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> list[dict[str, float]]:
         """For each prompt, the log-probability of each candidate as the next token.

@@ -89,6 +89,7 @@ class OpenAIBackend(Backend):
         """One :class:`Result` per request, in order; raises TeacherError if any request fails."""
         if self._closed:
             raise DistillError("OpenAIBackend.generate_requests called after close()")
+        self.refuse_constraints(r.constraints for r in requests)  # logit_bias holds 300 tokens: too few
         if self.mode == "completion" and any(not isinstance(r.prompt, str) for r in requests):
             raise DistillError("teacher.mode 'completion' needs text prompts; use mode 'chat' for chat messages")
         return self._run(self._generate_all(requests))

@@ -11,6 +11,10 @@ the samples.
 Rows of one prompt share its prefill: within a batch each distinct prompt is run through
 the model once and its KV cache is copied to its sample rows (see :meth:`_shared_prefill`),
 so n samples of a long few-shot prompt cost one prefill, not n.
+
+A request's lexical constraints (generator/constraints.py) are applied per row by a logits
+processor that runs before the sampler (backends/lexical.py); the vocabulary it needs is read
+once per backend.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from distill.generator.models import resolve_model
 
 class TransformersBackend(Backend):
     name = "transformers"
+    supports_constraints = True
 
     def __init__(self, model: str | None = None, device: str = "auto", dtype: str = "auto",
                  batch_size: int = 32, trust_remote_code: bool = False, share_prefill: bool = True) -> None:
@@ -72,6 +77,7 @@ class TransformersBackend(Backend):
         self.eos_ids = eos
         self.max_len = getattr(self.model.config, "max_position_embeddings", None)
         self._torch = torch
+        self._lexicon = None
 
     @property
     def model_id(self) -> str:
@@ -105,17 +111,32 @@ class TransformersBackend(Backend):
             for b in range(0, len(prow), self.batch_size):
                 batch = prow[b : b + self.batch_size]
                 seeds = [sample_seed(requests[ri].prompt, params, idx) for ri, _, idx in batch]
-                for (ri, k, _), c in zip(batch, self._generate_batch([ids[ri] for ri, _, _ in batch], seeds, params)):
+                cons = [requests[ri].constraints for ri, _, _ in batch]
+                for (ri, k, _), c in zip(batch, self._generate_batch([ids[ri] for ri, _, _ in batch], seeds, params,
+                                                                     cons)):
                     out[ri][k] = c
         return [Result(completions=out[ri], prompt_tokens=len(ids[ri])) for ri in range(len(requests))]
 
-    def _generate_batch(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
+    def lexicon(self):
+        """The vocabulary as the lexical constraints read it (built on first use)."""
+        if self._lexicon is None:
+            from distill.generator.backends.lexical import Lexicon
+
+            self._lexicon = Lexicon(self.tok, getattr(self.model.config, "vocab_size", None), self.device)
+        return self._lexicon
+
+    def _generate_batch(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams,
+                        constraints: list | None = None) -> list[Completion]:
         torch = self._torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         enc = self.tok.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
         width = enc["input_ids"].shape[1]
         processors = LogitsProcessorList()
+        if constraints and any(c is not None for c in constraints):
+            from distill.generator.backends.lexical import LexicalProcessor
+
+            processors.append(LexicalProcessor(self.lexicon(), constraints, width))  # bans before sampling
         if params.temperature > 0:
             processors.append(_RowSeededSampler(seeds, params, self.device))
         stopping = StoppingCriteriaList()

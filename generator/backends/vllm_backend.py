@@ -119,9 +119,12 @@ class VLLMBackend(Backend):
         index set becomes one ``n=1`` request per index ``i`` seeded ``seed + i``: the
         seed vLLM gives child ``i`` of the full request, so the texts match it while
         only the wanted samples are computed.
+        Lexical constraints are refused (ConfigError): vLLM's ``bad_words`` cannot say "no
+        capitalised word that x lacks".
         """
         if self.llm is None:
             raise RuntimeError("VLLMBackend is closed")
+        self.refuse_constraints(r.constraints for r in requests)
         prompts: list[Any] = []
         params: list[Any] = []
         spans: list[tuple[int, int]] = []  # per request: slice of the vLLM outputs
