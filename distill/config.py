@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from distill.errors import ConfigError
 
@@ -56,6 +56,21 @@ class ParaphrasePairsTask(Strict):
     min_words: int = Field(4, ge=1, description="continuations shorter than this are dropped")
 
 
+class LexicalConstraints(Strict):
+    """What the teacher may not write that the input lacks, enforced while decoding
+    (distill.generator.constraints documents the rules; transformers backend only)."""
+
+    ban_new_names: bool = Field(False, description="no capitalised word that is not a word of x (sentence-initial "
+                                                   "function words excepted)")
+    ban_new_numbers: bool = Field(False, description="no number (digits or a number word) that x does not have")
+    ban_new_times: bool = Field(False, description="no time word (today, Tuesday, summer, ...) that x does not have")
+    boost_kept_names: float = Field(0.0, ge=0, description="logit bonus for the first token of each of x's names "
+                                                            "not yet written; 0: off")
+
+    def active(self) -> bool:
+        return self.ban_new_names or self.ban_new_numbers or self.ban_new_times or self.boost_kept_names > 0
+
+
 class ParaphraseInstructTask(Strict):
     """Instruction mode: a chat teacher (instruction-tuned, API, or a trained student)
     asked to paraphrase given inputs, k samples each."""
@@ -68,6 +83,15 @@ class ParaphraseInstructTask(Strict):
     few_shot: list[tuple[str, str]] = Field(default_factory=list, description="(input, paraphrase) examples shown first")
     sampling: Sampling = Sampling(max_tokens=64, temperature=0.7, top_p=0.9)
     limit: int | None = Field(None, gt=0, description="use only the first N inputs")
+    constraints: LexicalConstraints | None = Field(None, description="lexical constraints on each paraphrase; None: off")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_constraints(self, handler):
+        # runs made before this field existed keep their fingerprint (distill.runner) when it is off
+        d = handler(self)
+        if isinstance(d, dict) and d.get("constraints") is None:
+            d.pop("constraints", None)
+        return d
 
 
 class TemplateTask(Strict):

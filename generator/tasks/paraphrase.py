@@ -23,6 +23,7 @@ import yaml
 
 from distill.errors import DistillError
 from distill.generator.backends.base import SamplingParams
+from distill.generator.constraints import constraint_for
 from distill.generator.seeds import read_rows
 from distill.generator.tasks.base import Task
 from distill.record import Record
@@ -146,6 +147,17 @@ class ParaphraseInstruct(Task):
                        metadata={"line": r["_line"], **{k: v for k, v in r.items() if k not in (self.cfg.field, "_line")}})
                 for i, r in enumerate(rows)]
 
+    def resolve_defaults(self, backend) -> None:
+        if self.cfg.constraints is not None and self.cfg.constraints.active():
+            backend.refuse_constraints([self.cfg.constraints])  # fail before any shard is written
+
+    def constraint(self, x: str):
+        """What a paraphrase of ``x`` may not introduce (task.constraints); None: off."""
+        c = self.cfg.constraints
+        if c is None:
+            return None
+        return constraint_for(x, c.ban_new_names, c.ban_new_numbers, c.ban_new_times, c.boost_kept_names)
+
     def messages(self, x: str) -> list[dict[str, str]]:
         msgs = []
         for a, b in self.cfg.few_shot:
@@ -156,7 +168,8 @@ class ParaphraseInstruct(Task):
         s = self.cfg.sampling
         params = SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                                 seed=self.seed)
-        outs = teacher.generate([self.messages(r.input) for r in seeds], self.cfg.k, params)
+        outs = teacher.generate([self.messages(r.input) for r in seeds], self.cfg.k, params,
+                                [self.constraint(r.input) for r in seeds])
         for seed, comps in zip(seeds, outs):
             for i, c in enumerate(comps):
                 self.counts["samples"] += 1
