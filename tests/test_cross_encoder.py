@@ -191,6 +191,10 @@ def test_lm_classifier_on_a_tiny_causal_lm(tmp_path, tiny_llama):
     assert meta["model"] == "lm-classifier" and meta["metrics"]["test"]["n"] == 6
     critic = CrossEncoderCritic(str(tmp_path / "lm"))
     assert critic.model.tokenizer.pad_token == "</s>"  # set from eos: the head reads the last real token
+    assert type(critic.model.model).__name__ == "LlamaForSequenceClassification"  # a fresh head, not yes/no logits
+    before, after = weights(tiny_llama), weights(tmp_path / "lm" / "model")
+    assert "score.weight" in after and not before["model.layers.1.mlp.up_proj.weight"].equal(
+        after["model.layers.1.mlp.up_proj.weight"])
     recs = [Record(id=str(i), task="paraphrase", input=x, output=y) for i, (x, y, _) in enumerate(PAIRS)]
     verdicts = critic.judge_batch(recs)
     for r, v in zip(recs, verdicts):
