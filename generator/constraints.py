@@ -11,7 +11,10 @@ decodes, every token that would make y contain
 - a number word (:data:`NUMBER_WORDS`) or a time word (:data:`TIME_WORDS`) that x lacks.
 
 Words are maximal runs of letters or of digits: "Lashkar-e-Taiba" is three words, "1,000" two
-numbers. The rules are a precise, narrow net, not a meaning check: a lower-case claim ("the
+numbers. A word of x also allows its plural or demonym and back (:data:`SUFFIXES`: "Kashmiri"
+allows "Kashmir", "Pakistan" allows "Pakistani"), so a name the model starts is not forced into
+a different ending. Inside a capitalised word, a capital letter after the first must be x's own
+spelling ("McDonald", "FBI") or continue an all-capital word: "PaKistan" is not a way around. The rules are a precise, narrow net, not a meaning check: a lower-case claim ("the
 police", "an armed man") passes, and critics still judge every pair.
 """
 
@@ -52,6 +55,9 @@ TIME_WORDS = frozenset(["yesterday", "today", "tomorrow", "tonight", "overnight"
 #: time words that are also common lower-case words: banned only as capitalised words
 CAPITAL_TIME_WORDS = frozenset(["may", "march"])
 
+#: endings a word of x may gain or lose in y (plural, demonym): x's "Pakistan" allows "Pakistani"
+SUFFIXES = ("s", "es", "n", "i")
+
 assert not (FUNCTION_WORDS & (TIME_WORDS | set(NUMBER_WORDS))), "a function word is never banned"
 
 
@@ -59,14 +65,16 @@ assert not (FUNCTION_WORDS & (TIME_WORDS | set(NUMBER_WORDS))), "a function word
 class LexicalConstraint:
     """What one y may contain, worked out from its x (see the module docstring).
 
-    ``words``: x's words, lower-cased (a capitalised word of y must be one of them, or a
-    function word); ``numbers``: the digit strings y may write; ``banned``: lower-case words y
+    ``words``: x's words lower-cased, with their :data:`SUFFIXES` variants (a capitalised word
+    of y must be one of them, or a function word); ``cased``: x's words with a capital inside
+    (their spelling is allowed as is); ``numbers``: the digit strings y may write; ``banned``: lower-case words y
     may not write (number and time words x lacks); ``capital_banned``: words banned only when
     capitalised; ``boost``: x's names whose first token gets ``boost_value`` added to its logit
     until y has written them.
     """
 
     words: tuple[str, ...]
+    cased: tuple[str, ...]
     numbers: tuple[str, ...]
     banned: tuple[str, ...]
     capital_banned: tuple[str, ...]
@@ -84,6 +92,12 @@ def words_of(text: str) -> list[str]:
     return WORD.findall(text)
 
 
+def plausible_case(word: str, cased) -> bool:
+    """Capitalised, all capitals, or spelled as one of ``cased`` (or a prefix of one)."""
+    rest = word[1:]
+    return rest == rest.lower() or word == word.upper() or any(w.startswith(word) for w in cased)
+
+
 def constraint_for(x: str, ban_new_names: bool = False, ban_new_numbers: bool = False, ban_new_times: bool = False,
                    boost_kept_names: float = 0.0) -> LexicalConstraint | None:
     """The constraint for paraphrases of ``x``; None when every option is off."""
@@ -91,6 +105,8 @@ def constraint_for(x: str, ban_new_names: bool = False, ban_new_numbers: bool = 
         return None
     runs = words_of(x)
     low = {w.lower() for w in runs if not w.isdigit()}
+    variants = {w + s for w in low if len(w) >= 3 for s in SUFFIXES}
+    variants |= {w[: -len(s)] for w in low for s in SUFFIXES if w.endswith(s) and len(w) - len(s) >= 3}
     digits = {w for w in runs if w.isdigit()} | {NUMBER_WORDS[w] for w in low if w in NUMBER_WORDS}
     spelled = {w for w, d in NUMBER_WORDS.items() if d in digits}  # x's "8" allows "eight"
     banned: set[str] = set()
@@ -107,7 +123,7 @@ def constraint_for(x: str, ban_new_names: bool = False, ban_new_numbers: bool = 
             if w[0].isupper() and lw not in FUNCTION_WORDS and lw not in TIME_WORDS and lw not in names:
                 names.append(w)
     return LexicalConstraint(
-        words=tuple(sorted(low)), numbers=tuple(sorted(digits)), banned=tuple(sorted(banned)),
+        words=tuple(sorted(low | variants)), cased=tuple(sorted({w for w in runs if w[1:] != w[1:].lower()})), numbers=tuple(sorted(digits)), banned=tuple(sorted(banned)),
         capital_banned=tuple(sorted(capital_banned)), check_names=ban_new_names, check_numbers=ban_new_numbers,
         boost=tuple(names), boost_value=float(boost_kept_names))
 
@@ -119,6 +135,9 @@ def violations(y: str, c: LexicalConstraint) -> list[str]:
     words, fn = set(c.words), FUNCTION_WORDS
     for w in words_of(y):
         lw = w.lower()
+        if c.check_names and w[0].isupper() and not plausible_case(w, c.cased):
+            out.append(w)
+            continue
         if w.isdigit():
             if c.check_numbers and w not in c.numbers:
                 out.append(w)

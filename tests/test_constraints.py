@@ -32,6 +32,8 @@ def test_rules_from_x():
     assert violations("They died today, The Times said.", c) == ["today", "Times"]
     assert violations("It may rain in May.", constraint_for("Rain is due.", ban_new_times=True)) == ["May"]
     assert violations("Pakistan's chief", names_only(PAK)) == []
+    assert violations("Pakistani PaKistan PAKISTAN FBI", names_only(PAK)) == ["PaKistan", "FBI"]  # a demonym is kept
+    assert violations("Kashmir, FBI, McDonald", names_only("Kashmiri FBI officers met McDonald.")) == []
     assert words_of("Lashkar-e-Taiba, 1,000") == ["Lashkar", "e", "Taiba", "1", "000"]
     assert constraint_for(PAK) is None  # every option off
     assert constraint_for(PAK, boost_kept_names=1.0).boost == ("Pakistan", "Lashkar", "Taiba", "Hafiz", "Mohammed", "Saeed")
@@ -94,6 +96,12 @@ def test_names_spelled_token_by_token(tiny):
     b = banned_after(lex, c, "Then ")
     assert b("Z") == [True] and b("H") == [False] and b("z") == [False]  # no word of x or function word starts with z
     assert banned_after(lex, c, "Then Lashkar-e-")("T") == [False]
+    b = banned_after(lex, c, "Then Pa")
+    assert b("k") == [False] and b("K") == [True]  # no capital inside a word x spells without one
+    assert banned_after(lex, c, "Then Pakistan")("i") == [False] and banned_after(lex, c, "Then Pakistani")(" ") == [False]
+    c = names_only("Kashmiri FBI officers met.")
+    assert banned_after(lex, c, "in Kashmir")(" ") == [False]  # x's demonym allows the place
+    assert banned_after(lex, c, "the F")("B") == [False] and banned_after(lex, c, "the FB")("i") == [True]
 
 
 def test_numbers_and_times_token_by_token(tiny):

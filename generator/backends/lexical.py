@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 
-from distill.generator.constraints import CAPITAL_TIME_WORDS, FUNCTION_WORDS, NUMBER_WORDS, TIME_WORDS, LexicalConstraint
+from distill.generator.constraints import (CAPITAL_TIME_WORDS, FUNCTION_WORDS, NUMBER_WORDS, TIME_WORDS,
+                                           LexicalConstraint, plausible_case)
 
 _RUN = re.compile(r"(?P<L>[^\W\d_]+)|(?P<D>\d+)")
 _UNIVERSE = set(NUMBER_WORDS) | TIME_WORDS | CAPITAL_TIME_WORDS  # every word a rule may ban
@@ -132,12 +133,14 @@ class _Rules:
         low = text.lower()
         if low in self.banned or (upper and low in self.capital_banned):
             return True  # a banned word is banned as soon as it is spelled out
-        return self.c.check_names and upper and low not in (self.whole["L"] if closed else self.prefix["L"])
+        if not (self.c.check_names and upper):
+            return False
+        return low not in (self.whole["L"] if closed else self.prefix["L"]) or not plausible_case(text, self.c.cased)
 
     def continuations(self, cls: str, text: str, upper: bool) -> tuple[bool, list[int]]:
         """For a row in the middle of run ``text``: (True, the only same-class tokens allowed) for
         a constrained run, else (False, the same-class tokens banned)."""
-        key = (cls, text.lower(), upper)
+        key = (cls, text, upper)
         if key not in self._cont:
             low, idx = text.lower(), self.lex.lead_index
             if self.constrained(cls, upper):
@@ -151,6 +154,8 @@ class _Rules:
                     for j in range(1, len(rem) + 1):
                         ids += idx.get((cls, rem[:j], False), [])
                     ids += idx.get((cls, rem, True), [])
+            if allow and cls == "L":  # "Pa" + "Kistan" is not a spelling of x's word
+                ids = [i for i in ids if plausible_case(text + self.lex.runs[i][0][1], self.c.cased)]
             self._cont[key] = (allow, ids)
         return self._cont[key]
 
