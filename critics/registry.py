@@ -19,6 +19,7 @@ CRITICS: dict[str, str] = {
     "wellformed": "distill.critics.rules:WellFormed",
     "nli": "distill.critics.nli:NLICritic",
     "lm_judge": "distill.critics.lm_judge:LMJudgeCritic",
+    "likelihood": "distill.critics.likelihood:LikelihoodCritic",
     "trained": "distill.critics.trained:TrainedCritic",
     "cross_encoder": "distill.critics.cross_encoder:CrossEncoderCritic",
     "embed_similarity": "distill.critics.similarity:EmbeddingSimilarity",
