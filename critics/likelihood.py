@@ -73,8 +73,7 @@ class LikelihoodCritic(Critic):
     def __init__(self, backend: Any = None, teacher: Any = None, model: str | None = None,
                  prompt_style: str = "chat", instruction: str | None = None, baseline: str = "neutral",
                  direction: str = "both", min_forward: float = 1.0, min_backward: float = 1.0,
-                 records_per_call: int = 32,
-                 memo_size: int = 100_000, keep_rejects: bool = True) -> None:
+                 records_per_call: int = 32, memo_size: int = 100_000, keep_rejects: bool = True) -> None:
         super().__init__(keep_rejects=keep_rejects)
         if prompt_style not in STYLES:
             raise DistillError(f"likelihood: prompt_style must be 'chat' or 'text', not {prompt_style!r}")
@@ -143,7 +142,9 @@ class LikelihoodCritic(Critic):
             for k, d in enumerate(self.dirs):
                 raw = flat[k * n + i]
                 r.scores[f"lik_{d}_raw"] = raw
-                r.scores[f"lik_{d}"] = judged[f"lik_{d}"] = raw - base[cross[k * n + i][1]]
+                # an empty side has no tokens: -inf, never -inf - -inf (nan would pass any threshold)
+                lik = raw - base[cross[k * n + i][1]] if raw > -math.inf else -math.inf
+                r.scores[f"lik_{d}"] = judged[f"lik_{d}"] = lik
             verdicts.append(threshold_verdict(judged, self.minimums))
         return verdicts
 

@@ -178,6 +178,9 @@ class FakeScorer(Backend):
         self.calls.append(list(requests))
         out = []
         for prompt, answer in requests:
+            if not answer:
+                out.append([])
+                continue
             source = None if prompt == NEUTRAL else SOURCE.search(prompt[-1]["content"]).group(1)
             m = BASE[answer] if source in (None, answer) else MEANS[(source, answer)]
             out.append([m - 0.1, m, m + 0.1])
@@ -220,6 +223,9 @@ def test_critic_remembers_copy_baselines_and_judges_one_direction():
     assert (PAIRS[0][1], PAIRS[0][1]) in {(SOURCE.search(p[-1]["content"]).group(1), a) for p, a in fake.calls[0]}
     assert set(records()[0].scores) == set()  # fresh records: nothing written before judging
     assert critic.thresholds() == [("lik_forward", ">=", -1.0)]
+    empty = Record(id="e", task="paraphrase", input=PAIRS[0][0], output="")
+    assert critic.judge_batch([empty]) == [(False, "lik_forward<-1")]
+    assert empty.scores == {"lik_forward_raw": -math.inf, "lik_forward": -math.inf}
 
 
 def test_critic_config_errors():
