@@ -62,14 +62,17 @@ class Lexicon:
         self.lead_index: dict[tuple[str, str, bool], list[int]] = {}
         lead = {"L": torch.zeros(self.size, dtype=torch.bool), "D": torch.zeros(self.size, dtype=torch.bool)}
         self.device = device
-        self.candidates: list[int] = []  # tokens with a run some rule may ban
-        for i, (p, rs) in enumerate(zip(self.pieces, self.runs)):
-            if rs and p[0] == rs[0][1][0]:
+        self.starts = [bool(rs) and p[0] == rs[0][1][0] for p, rs in zip(self.pieces, self.runs)]
+        #: (token, whether its first run starts it, its runs with an upper-case flag): the tokens
+        #: with a run some rule may ban
+        self.candidates: list[tuple[int, bool, list[tuple[str, str, bool, bool]]]] = []
+        for i, rs in enumerate(self.runs):
+            if self.starts[i]:
                 cls, text, closed = rs[0]
                 lead[cls][i] = True
                 self.lead_index.setdefault((cls, text.lower(), closed), []).append(i)
             if any(c == "D" or t[0].isupper() or t.lower() in _UNIVERSE for c, t, _ in rs):
-                self.candidates.append(i)
+                self.candidates.append((i, self.starts[i], [(c, t, t[0].isupper(), cl) for c, t, cl in rs]))
         closer = ~(lead["L"] | lead["D"])  # tokens that end the current run
         closer[n:] = False  # ids past the tokenizer are never generated: leave them be
         self.lead = {k: v.to(device) for k, v in lead.items()}
@@ -79,8 +82,8 @@ class Lexicon:
         self.tok = tok
 
     def starts_run(self, i: int) -> bool:
-        rs = self.runs[i] if i < len(self.runs) else []
-        return bool(rs) and self.pieces[i][0] == rs[0][1][0]
+        """Whether token ``i`` begins with a letter or a digit."""
+        return i < len(self.starts) and self.starts[i]
 
     def rules(self, c: LexicalConstraint) -> "_Rules":
         if c not in self._rules:
@@ -110,10 +113,9 @@ class _Rules:
         self.prefix = {k: _prefixes(v) for k, v in self.whole.items()}
         self.banned, self.capital_banned = set(c.banned), set(c.capital_banned)
         rest, fresh = [], []  # tokens with a later run banned / with their first run banned as a new word
-        for i in lex.candidates:
-            starts = lex.starts_run(i)
-            for j, (cls, text, closed) in enumerate(lex.runs[i]):
-                if self.bans(cls, text, text[0].isupper(), closed):
+        for i, starts, rs in lex.candidates:
+            for j, (cls, text, upper, closed) in enumerate(rs):
+                if self.bans(cls, text, upper, closed):
                     (fresh if j == 0 and starts else rest).append(i)
         self.rest = torch.zeros(lex.size, dtype=torch.bool)
         self.rest[rest] = True
