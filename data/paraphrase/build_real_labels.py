@@ -116,6 +116,26 @@ def kappa(a: list[str], b: list[str]) -> float:
     return (po - pe) / (1 - pe) if pe < 1 else 1.0
 
 
+def chain_verdicts(config: str, rows: list[dict]) -> list[str]:
+    """"kept" or "dropped:<reason>" of the first critic of ``config``'s chain that drops the pair."""
+    from distill.config import load_config
+    from distill.critics.registry import build_critic
+    from distill.record import Record
+
+    cfg = load_config(config)
+    recs = [Record(id=r["id"], task="paraphrase", input=r["x"], output=r["y"]) for r in rows]
+    out = ["kept"] * len(rows)
+    for spec in cfg.filter.critics:
+        critic = build_critic(spec.type, spec.kwargs(), teacher=cfg.teacher, encoder=cfg.filter.dedup.encoder)
+        todo = [i for i, v in enumerate(out) if v == "kept"]
+        for j in range(0, len(todo), critic.batch_size):
+            idx = todo[j:j + critic.batch_size]
+            for i, v in zip(idx, critic.judge_batch([recs[i] for i in idx])):
+                if v is not True:
+                    out[i] = f"dropped:{v[1]}"
+    return out
+
+
 def cmd_merge(a) -> None:
     key: dict[str, dict] = {}
     votes: dict[str, list[dict]] = {}
@@ -143,6 +163,9 @@ def cmd_merge(a) -> None:
                      "labellers": [v["labeller"] for v in vs], "agree": len({v["label"] for v in vs}) == 1,
                      "note": final.get("note", "")})
     rows.sort(key=lambda r: r["id"])
+    if a.verdict_config:
+        for r, v in zip(rows, chain_verdicts(a.verdict_config, rows)):
+            r["verdict_before"] = v
     Path(a.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     print(f"{len(rows)} labelled -> {a.out}")
     print("labels:", dict(Counter(r["label"] for r in rows)))
@@ -172,6 +195,8 @@ def main() -> None:
     m = sub.add_parser("merge")
     m.add_argument("--sheets", required=True, nargs="+", help="sheet folders (each with key.json)")
     m.add_argument("--adjudicated", default=None)
+    m.add_argument("--verdict-config", default=None,
+                   help="a config whose filter.critics give each pair's verdict_before (e.g. the old cpu_run chain)")
     m.add_argument("--out", required=True)
     m.set_defaults(func=cmd_merge)
     a = p.parse_args()
