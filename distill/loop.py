@@ -54,6 +54,7 @@ def round_config(cfg: RunConfig, k: int, student_of_previous: str | None) -> Run
         d["task"] = ParaphraseInstructTask(
             inputs=str(rdir / "inputs.jsonl"), field="text", k=cfg.loop.k, sampling=cfg.loop.sampling,
             instruction=cfg.train.instruction,  # the prompt the student was trained on
+            constraints=getattr(cfg.task, "constraints", None),  # round 1's lexical constraints, if any
         ).model_dump()
         d["teacher"]["model"] = student_of_previous
         if cfg.loop.train_from == "previous":

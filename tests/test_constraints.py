@@ -185,6 +185,10 @@ def test_config_block_and_refusing_backends(tmp_path):
     with pytest.raises(ConfigError, match="task.constraints"):
         task.resolve_defaults(FakeBackend())
     assert not VLLMBackend.supports_constraints and not OpenAIBackend.supports_constraints
+    from distill.loop import round_config
+
+    assert round_config(cfg, 2, str(tmp_path)).task.constraints == cfg.task.constraints  # later rounds keep them
+    assert round_config(load_config(None, base), 2, str(tmp_path)).task.constraints is None
 
 
 # --- the real SmolLM2 ----------------------------------------------------------------------
