@@ -65,6 +65,8 @@ def fmt(k: int, n: int) -> str:
 
 def load_labels(path: Path, split: str | None) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if split == "fit":  # what thresholds may be chosen on: never the test split
+        return [r for r in rows if r["split"] in ("train", "dev")]
     return [r for r in rows if split in (None, "all") or r["split"] == split]
 
 
@@ -150,7 +152,7 @@ def markdown(table: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--labels", default=str(LABELS))
-    p.add_argument("--split", default="test", help="train, dev, test or all")
+    p.add_argument("--split", default="test", help="train, dev, test, fit (train+dev) or all")
     p.add_argument("--chains", default=None, help="YAML: {critics: {name: spec}, chains: {name: [critic names]}}")
     p.add_argument("--curve", action="append", default=[], help="score name: print its precision-recall curve")
     p.add_argument("--json", default=None, help="write the results here too")
