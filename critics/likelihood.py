@@ -13,7 +13,7 @@ B, the baseline, is by default a neutral prompt with no source ("Write a sentenc
 normalised scores are a pointwise mutual information per token: how much the other side helps
 to predict a sentence, with how predictable the sentence is anyway (short common words, names
 the model knows) taken out. ``baseline: copy`` uses P(answer) instead (the answer given itself,
-0 for a copy). Means, not sums: a sum grows with the token count, and x and y differ in length.
+0 for a copy); ``baseline: none`` thresholds the raw means. Means, not sums: a sum grows with the token count, and x and y differ in length.
 On data/paraphrase/labels.jsonl with SmolLM2-135M-Instruct the neutral baseline separated
 best (README, "Likelihood critic"). The measure is one of relatedness: a near-copy that
 changes one word (a number, a negation) scores like a copy, so this critic comes after the
@@ -36,7 +36,7 @@ STYLES = ("chat", "text")
 TEXT_TEMPLATE = "{instruction}\n\nSentence: {source}\nParaphrase:"
 NEUTRAL = "Write a sentence."
 NEUTRAL_TEXT = "Write a sentence.\nSentence:"
-BASELINES = ("neutral", "copy")
+BASELINES = ("neutral", "copy", "none")
 
 
 def default_instruction() -> str:
@@ -78,7 +78,7 @@ class LikelihoodCritic(Critic):
         if prompt_style not in STYLES:
             raise DistillError(f"likelihood: prompt_style must be 'chat' or 'text', not {prompt_style!r}")
         if baseline not in BASELINES:
-            raise DistillError(f"likelihood: baseline must be 'neutral' or 'copy', not {baseline!r}")
+            raise DistillError(f"likelihood: baseline must be 'neutral', 'copy' or 'none', not {baseline!r}")
         self.baseline = baseline
         if records_per_call < 1 or memo_size < 0:
             raise DistillError("likelihood: records_per_call >= 1 and memo_size >= 0 are required")
@@ -127,6 +127,8 @@ class LikelihoodCritic(Critic):
         for d in self.dirs:
             cross += list(zip(xs, ys)) if d == "forward" else list(zip(ys, xs))
         answers = list(dict.fromkeys(a for _, a in cross))
+        if self.baseline == "none":  # the raw mean log-probability is the score: no baseline passes
+            self._base.update((a, 0.0) for a in answers if a not in self._base)
         base = {a: self._base[a] for a in answers if a in self._base}
         new = [a for a in answers if a not in base]
         flat = self.mean_logprobs(cross + [(a if self.baseline == "copy" else None, a) for a in new])

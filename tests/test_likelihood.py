@@ -228,6 +228,15 @@ def test_critic_remembers_copy_baselines_and_judges_one_direction():
     assert empty.scores == {"lik_forward_raw": -math.inf, "lik_forward": -math.inf}
 
 
+def test_critic_without_baseline_thresholds_the_raw_means_and_pays_no_baseline_pass():
+    fake = FakeScorer()
+    critic = LikelihoodCritic(backend=fake, baseline="none", direction="backward", min_backward=-1.5)
+    recs = records()
+    assert critic.judge_batch(recs) == [True, (False, "lik_backward<-1.5"), (False, "lik_backward<-1.5")]
+    assert recs[0].scores == pytest.approx({"lik_backward_raw": -1.0, "lik_backward": -1.0})
+    assert [len(c) for c in fake.calls] == [3]  # the three backward passes, no baseline prompts
+
+
 def test_critic_config_errors():
     with pytest.raises(DistillError, match="direction"):
         LikelihoodCritic(backend=FakeScorer(), direction="sideways")
