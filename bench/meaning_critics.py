@@ -78,15 +78,20 @@ def judge_all(critics: dict[str, dict], rows: list[dict], teacher=None) -> tuple
     recs = [Record(id=r["id"], task="paraphrase", input=r["x"], output=r["y"]) for r in rows]
     verdicts, seconds = {}, {}
     for name, spec in critics.items():
-        kw = {k: v for k, v in spec.items() if k != "type"}
+        # after: [critic names]: an expensive critic judges only what those keep (the rest: "not judged")
+        after = spec.get("after", [])
+        kw = {k: v for k, v in spec.items() if k not in ("type", "after")}
         kw.setdefault("name", name) if "name" in _params(spec["type"]) else None
         critic = build_critic(spec["type"], kw, where=f"critic {name}", teacher=teacher)
+        todo = [i for i in range(len(recs)) if all(verdicts[a][i] is True for a in after)]
         t = time.perf_counter()
         out = []
-        for i in range(0, len(recs), critic.batch_size):
-            out += critic.judge_batch(recs[i:i + critic.batch_size])
+        for j in range(0, len(todo), critic.batch_size):
+            out += critic.judge_batch([recs[i] for i in todo[j:j + critic.batch_size]])
         seconds[name] = time.perf_counter() - t
-        verdicts[name] = [True if v is True else v[1] for v in out]
+        verdicts[name] = ["not judged"] * len(recs)
+        for i, v in zip(todo, out):
+            verdicts[name][i] = True if v is True else v[1]
         if hasattr(critic, "close"):
             critic.close()
     return verdicts, {"scores": [r.scores for r in recs], "seconds": seconds}
@@ -100,10 +105,20 @@ def _params(type_name: str) -> set[str]:
     return set(inspect.signature(critic_class(type_name).__init__).parameters)
 
 
-def chain_row(name: str, kept: list[bool], rows: list[dict]) -> dict:
+def chain_row(name: str, kept: list[bool], rows: list[dict], members: tuple[str, ...] = ()) -> dict:
+    """Recall and catch rates count only rows labelled whatever the critics said (``sample``
+    "all"); rows labelled because a stratum chain kept them (``sample`` "chain-kept", the
+    chain in ``stratum``) add to the precision of every chain at least as strict as that one,
+    whose kept set among them is then fully labelled."""
+    full = [r.get("sample", "all") == "all" for r in rows]
     pos = [r["label"] == "P" for r in rows]
-    k_p = sum(k and p for k, p in zip(kept, pos))
-    row = {"chain": name, "kept": sum(kept), "precision": (k_p, sum(kept)), "recall": (k_p, sum(pos))}
+    in_prec = [f or set(r.get("stratum", "?").split(",")) <= set(members) for f, r in zip(full, rows)]
+    kp = sum(k and p and i for k, p, i in zip(kept, pos, in_prec))
+    nk = sum(k and i for k, i in zip(kept, in_prec))
+    k_p = sum(k and p and f for k, p, f in zip(kept, pos, full))
+    row = {"chain": name, "kept": nk, "precision": (kp, nk), "recall": (k_p, sum(p and f for p, f in zip(pos, full)))}
+    rows = [r for r, f in zip(rows, full) if f]
+    kept = [k for k, f in zip(kept, full) if f]
     for cls in ("C", "D"):
         idx = [i for i, r in enumerate(rows) if r["label"] == cls]
         row[cls] = (sum(not kept[i] for i in idx), len(idx))
@@ -115,9 +130,15 @@ def chain_row(name: str, kept: list[bool], rows: list[dict]) -> dict:
     return row
 
 
+def _random_sample(scores: list[dict], rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    keep = [i for i, r in enumerate(rows) if r.get("sample", "all") == "all"]
+    return [scores[i] for i in keep], [rows[i] for i in keep]
+
+
 def aucs(scores: list[dict], rows: list[dict]) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
+    scores, rows = _random_sample(scores, rows)
     y = [r["label"] == "P" for r in rows]
     out = {}
     for key in sorted({k for s in scores for k in s}):
@@ -132,6 +153,7 @@ def curve(score: str, scores: list[dict], rows: list[dict], points: int = 12) ->
     """(threshold, kept, kept P, all P) for keeping score >= threshold, at score quantiles."""
     import numpy as np
 
+    scores, rows = _random_sample(scores, rows)
     vals = np.array([s[score] for s in scores], dtype=float)
     pos = np.array([r["label"] == "P" for r in rows])
     out = []
@@ -169,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     from distill.config import TeacherConfig
 
     verdicts, extra = judge_all(critics, rows, teacher=TeacherConfig())
-    table = [chain_row(f"`{n}` alone", [v is True for v in verdicts[n]], rows) for n in critics]
-    table += [chain_row(n, [all(verdicts[c][i] is True for c in names) for i in range(len(rows))], rows)
-              for n, names in chains.items()]
+    table = [chain_row(f"`{n}` alone" if not spec.get("after") else f"`{n}` after {' + '.join(spec['after'])}",
+                       [v is True for v in verdicts[n]], rows, (n, *spec.get("after", ()))) for n, spec in critics.items()]
+    table += [chain_row(n, [all(verdicts[c][i] is True for c in names) for i in range(len(rows))], rows,
+                        tuple(names)) for n, names in chains.items()]
     labels = {k: sum(r["label"] == k for r in rows) for k in "PCMD"}
     print(f"{len(rows)} labelled pairs ({a.split}): {labels}\n")
     print(markdown(table))

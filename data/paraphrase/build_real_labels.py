@@ -23,6 +23,8 @@ import hashlib
 import json
 import random
 from collections import Counter
+
+import yaml
 from pathlib import Path
 
 LABELS = ("P", "C", "M", "D")
@@ -53,6 +55,20 @@ def run_candidates(source: str, run: Path) -> list[dict]:
     return out
 
 
+def keep_chain(spec: dict[str, dict], pool: list[dict]) -> list[dict]:
+    """The candidates every critic of ``spec`` (name -> critic config) keeps."""
+    from distill.critics.registry import build_critic
+    from distill.record import Record
+
+    alive = list(pool)
+    for name, cfg in spec.items():
+        critic = build_critic(cfg["type"], {k: v for k, v in cfg.items() if k != "type"}, where=name)
+        recs = [Record(id=str(i), task="paraphrase", input=c["x"], output=c["y"]) for i, c in enumerate(alive)]
+        verdicts = [v for j in range(0, len(recs), critic.batch_size) for v in critic.judge_batch(recs[j:j + critic.batch_size])]
+        alive = [c for c, v in zip(alive, verdicts) if v is True]
+    return alive
+
+
 def split_of(x: str) -> str:
     h = int(hashlib.sha1(x.strip().lower().encode()).hexdigest()[:8], 16) / 16**8
     acc = 0.0
@@ -68,6 +84,11 @@ def cmd_sheets(a) -> None:
     for spec in a.run:
         source, path = spec.split("=", 1)
         pool += run_candidates(source, Path(path))
+    if a.keep_chain:  # label only what a chain keeps: enough to measure any stricter chain's precision
+        spec = yaml.safe_load(Path(a.keep_chain).read_text())
+        kept = keep_chain(spec, pool)
+        print(f"{a.keep_chain}: {len(kept)} of {len(pool)} candidates kept")
+        pool = [{**c, "sample": "chain-kept", "stratum": ",".join(spec)} for c in kept]
     rng = random.Random(a.seed)
     rng.shuffle(pool)
     if a.limit:
@@ -160,6 +181,7 @@ def cmd_merge(a) -> None:
         rows.append({"id": item, "x": c["x"], "y": c["y"], "label": final["label"], "kinds": final["kinds"],
                      "source": c["source"], "group": hashlib.sha1(c["x"].strip().lower().encode()).hexdigest()[:10],
                      "split": split_of(c["x"]), "verdict_before": c["verdict"],
+                     "sample": c.get("sample", "all"), **({"stratum": c["stratum"]} if "stratum" in c else {}),
                      "labellers": [v["labeller"] for v in vs], "agree": len({v["label"] for v in vs}) == 1,
                      "note": final.get("note", "")})
     rows.sort(key=lambda r: r["id"])
@@ -188,6 +210,7 @@ def main() -> None:
     s.add_argument("--batches", type=int, default=4)
     s.add_argument("--overlap", type=int, default=80, help="items labelled twice, in all")
     s.add_argument("--limit", type=int, default=None)
+    s.add_argument("--keep-chain", default=None, help="YAML {name: critic spec}: put only what all of them keep on the sheets")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--prefix", default="L", help="item id prefix (distinct per sheet set)")
     s.add_argument("--out", required=True)
