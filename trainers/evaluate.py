@@ -155,6 +155,9 @@ class _WeightsKeyed:
     def generate_requests(self, requests):
         return self.inner.generate_requests(requests)
 
+    def __getattr__(self, name: str) -> Any:  # everything else (refuse_constraints, ...) is the inner backend's
+        return getattr(self.inner, name)
+
     def close(self) -> None:
         self.inner.close()
 
