@@ -32,6 +32,7 @@ KINDS = ("added", "dropped", "fact", "role", "number", "time", "negation", "attr
 
 #: critics measured one by one, and the chains (lists of critic names) built from them
 CRITICS = {
+    # the cpu_run chain before the meaning critics (rules and embedding cosine)
     "wellformed": {"type": "wellformed"},
     "copy": {"type": "copy"},
     "length_ratio": {"type": "length_ratio"},
@@ -39,10 +40,29 @@ CRITICS = {
     "numbers": {"type": "numbers"},
     "negation": {"type": "negation"},
     "embed_similarity": {"type": "embed_similarity"},
+    # the meaning-aware chain of examples/cpu_run.yaml (settings chosen on the train+dev split)
+    "copy_05": {"type": "copy", "min_edit": 0.05, "max_word_edits": 1},
+    "length_tight": {"type": "length_ratio", "min_ratio": 0.85, "max_ratio": 1.25},
+    "entities": {"type": "entities"},
+    # four teacher passes per pair: judged only on what the cheap critics keep
+    "likelihood": {"type": "likelihood", "model": "smollm2-135m-instruct", "direction": "backward",
+                   "baseline": "none", "min_backward": -0.9,
+                   "after": ["wellformed", "copy_05", "length_tight", "entities"]},
+    "likelihood_067": {"type": "likelihood", "model": "smollm2-135m-instruct", "direction": "backward",
+                       "baseline": "none", "min_backward": -0.67,
+                       "after": ["wellformed", "copy_05", "length_tight", "entities"]},
+    "lm_judge": {"type": "lm_judge",
+                 "after": ["wellformed", "copy_05", "length_tight", "entities"]},
 }
+BEFORE = ["wellformed", "copy", "length_ratio", "lexical", "numbers", "negation", "embed_similarity"]
+RULES = ["wellformed", "copy_05", "length_tight", "entities"]
 CHAINS = {
-    "cpu_run chain before this work": ["wellformed", "copy", "length_ratio", "lexical", "numbers", "negation",
-                                       "embed_similarity"],
+    "cpu_run chain before this work": BEFORE,
+    "old chain + entities": BEFORE + ["entities"],
+    "rules + entities (copy_05, length_tight)": RULES,
+    "rules + entities + likelihood >= -0.9 (cpu_run now; best F1 on train+dev)": RULES + ["likelihood"],
+    "rules + entities + likelihood >= -0.67 (best precision at recall >= 0.3 on train+dev)": RULES + ["likelihood_067"],
+    "rules + entities + lm_judge": RULES + ["lm_judge"],
 }
 
 
@@ -154,11 +174,13 @@ def curve(score: str, scores: list[dict], rows: list[dict], points: int = 12) ->
     import numpy as np
 
     scores, rows = _random_sample(scores, rows)
-    vals = np.array([s[score] for s in scores], dtype=float)
+    # a pair an earlier critic dropped has no score: it is never kept (recall counts every P)
+    vals = np.array([s.get(score, -np.inf) for s in scores], dtype=float)
     pos = np.array([r["label"] == "P" for r in rows])
     out = []
+    finite = vals[np.isfinite(vals)]
     for q in np.linspace(0, 0.98, points):
-        t = float(np.quantile(vals, q))
+        t = float(np.quantile(finite, q))
         keep = vals >= t
         out.append((t, int(keep.sum()), int((keep & pos).sum()), int(pos.sum())))
     return out
@@ -178,12 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chains", default=None, help="YAML: {critics: {name: spec}, chains: {name: [critic names]}}")
     p.add_argument("--curve", action="append", default=[], help="score name: print its precision-recall curve")
     p.add_argument("--json", default=None, help="write the results here too")
+    p.add_argument("--only", action="store_true", help="measure only the chains of --chains (and the critics they use)")
     a = p.parse_args(argv)
     critics, chains = dict(CRITICS), dict(CHAINS)
     if a.chains:
         extra = yaml.safe_load(Path(a.chains).read_text()) or {}
         critics.update(extra.get("critics", {}))
-        chains.update(extra.get("chains", {}))
+        chains = extra.get("chains", {}) if a.only else {**chains, **extra.get("chains", {})}
+        if a.only:
+            need = {c for names in chains.values() for c in names}
+            need |= {d for c in need for d in critics[c].get("after", [])}
+            critics = {n: spec for n, spec in critics.items() if n in need}
     rows = load_labels(Path(a.labels), a.split)
     if not rows:
         print(f"{a.labels}: no labelled pairs in split {a.split!r}", file=sys.stderr)
