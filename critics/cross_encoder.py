@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from distill.critics.base import Critic, Verdict, below
 from distill.critics.labels import LETTERS, LabelRow, fit_rows, read_labels
 from distill.critics.synthetic import TRANSFORMS, Synth, synthesize
 from distill.critics.trained import (_check_out, accept_rate_by_kind, binary_metrics, choose_threshold,
-                                     format_report)
+                                     format_report, save_artifact)
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -140,23 +139,8 @@ def accept_rate_by_m_kind(rows: list[LabelRow], p: np.ndarray, threshold: float)
 
 
 def _save(out: Path, model, spec_json: dict[str, Any], overwrite: bool) -> None:
-    """model/ + spec.json into a temp folder beside ``out``, renamed into place."""
-    _check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    try:
-        model.save_pretrained(str(tmp / "model"))
-        (tmp / "spec.json").write_text(json.dumps(spec_json, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    """model/ + spec.json, swapped into place at once (trained.save_artifact)."""
+    save_artifact(out, lambda folder: model.save_pretrained(str(folder / "model")), spec_json, overwrite)
 
 
 def train_cross_encoder(labels_path: str | Path, out_dir: str | Path, model: str = "cross-encoder",

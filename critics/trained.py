@@ -24,7 +24,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -237,17 +237,15 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise DistillError(f"{out} exists and is not a trained critic artifact; refusing to replace it")
 
 
-def _atomic_save(out: Path, model: Any, spec_json: dict[str, Any], overwrite: bool) -> None:
-    """Write model + spec.json into a temp folder beside ``out``, then rename it into place:
-    ``out`` never holds half an artifact, whenever the process dies."""
-    import joblib
-
+def save_artifact(out: Path, write_model: Callable[[Path], None], spec_json: dict[str, Any], overwrite: bool) -> None:
+    """``write_model(folder)`` + spec.json into a temp folder beside ``out``, then renamed into
+    place: ``out`` never holds half an artifact, whenever the process dies."""
     _check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     try:
-        joblib.dump(model, tmp / "model.joblib")
+        write_model(tmp)
         with open(tmp / "spec.json", "w", encoding="utf-8") as f:
             json.dump(spec_json, f, indent=2)
             f.write("\n")
@@ -262,6 +260,12 @@ def _atomic_save(out: Path, model: Any, spec_json: dict[str, Any], overwrite: bo
             old.rename(out)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _atomic_save(out: Path, model: Any, spec_json: dict[str, Any], overwrite: bool) -> None:
+    import joblib
+
+    save_artifact(out, lambda folder: joblib.dump(model, folder / "model.joblib"), spec_json, overwrite)
 
 
 def _encoder_id(encoder: "str | Encoder | None") -> str:

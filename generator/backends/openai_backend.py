@@ -219,13 +219,7 @@ class OpenAIBackend(Backend):
         greedy = SamplingParams(max_tokens=1, temperature=0.0)
         tasks = [asyncio.ensure_future(self._call(p, greedy, 1, sample_seed(p, greedy, 0), sem, extra))
                  for p in prompts]
-        try:
-            resps = await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        resps = await _gather_or_cancel(tasks)
         return [self._listed_logprobs(r, candidates) for r in resps]
 
     def score(self, requests: Sequence[tuple[Prompt, str]]) -> list[list[float]]:
@@ -249,13 +243,7 @@ class OpenAIBackend(Backend):
         extra = {"echo": True, "logprobs": 1, "max_tokens": 0, "extra_body": {}}  # no vLLM extensions needed
         jobs = [(i, p + c, len(c)) for i, (p, c) in enumerate(requests) if c]
         tasks = [asyncio.ensure_future(self._call(text, greedy, 1, 0, sem, extra)) for _, text, _ in jobs]
-        try:
-            resps = await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        resps = await _gather_or_cancel(tasks)
         out: list[list[float]] = [[] for _ in requests]
         for (i, _, n), r in zip(jobs, resps):
             out[i] = self._echoed_tail(r, n)
@@ -344,3 +332,14 @@ def _retry_after(headers: Any) -> float | None:
             return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError):
             return None
+
+
+async def _gather_or_cancel(tasks: list) -> list:
+    """All results, in order; if one fails, the others are cancelled (and awaited) first."""
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
