@@ -33,7 +33,7 @@ from distill.critics.base import Critic, Verdict, below
 from distill.critics.labels import LETTERS, LabelRow, fit_rows, read_labels
 from distill.critics.synthetic import TRANSFORMS, Synth, synthesize
 from distill.critics.trained import (_check_out, accept_rate_by_kind, binary_metrics, choose_threshold,
-                                     format_report, save_artifact)
+                                     format_report, read_spec, save_artifact)
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -208,13 +208,7 @@ def train_cross_encoder(labels_path: str | Path, out_dir: str | Path, model: str
 def load_artifact(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     sj = p / "spec.json"
-    if not sj.is_file():
-        raise DistillError(f"{p} is not a cross-encoder critic artifact (no spec.json); make one with "
-                           f"`distill critic train LABELS.jsonl --model cross-encoder --out {p}`")
-    try:
-        meta = json.loads(sj.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DistillError(f"{sj}: not valid JSON ({e.msg})") from None
+    meta = read_spec(p, "cross-encoder critic", "--model cross-encoder ")
     if meta.get("format") != ARTIFACT_FORMAT or meta.get("artifact_version") != ARTIFACT_VERSION:
         raise DistillError(f"{sj}: artifact format {meta.get('format')!r} v{meta.get('artifact_version')} is not "
                            f"{ARTIFACT_FORMAT!r} v{ARTIFACT_VERSION} (a scikit-learn artifact is critic type "

@@ -343,16 +343,22 @@ def train_critic(labels_path: str | Path, out_dir: str | Path, model: str = "log
 
 # ---- the critic stage -----------------------------------------------------------------
 
+def read_spec(p: Path, what: str, make: str) -> dict[str, Any]:
+    """An artifact folder's spec.json, or one line saying what is wrong and how to make one."""
+    sj = p / "spec.json"
+    if not sj.is_file():
+        raise DistillError(f"{p} is not a {what} artifact (no spec.json); make one with "
+                           f"`distill critic train LABELS.jsonl {make}--out {p}`")
+    try:
+        return json.loads(sj.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DistillError(f"{sj}: not valid JSON ({e.msg})") from None
+
+
 def load_artifact(path: str | Path) -> tuple[dict[str, Any], FeatureSpec, Any]:
     p = Path(path)
     sj = p / "spec.json"
-    if not sj.is_file():
-        raise DistillError(f"{p} is not a trained critic artifact (no spec.json); make one with "
-                           f"`distill critic train LABELS.jsonl --out {p}`")
-    try:
-        meta = json.loads(sj.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DistillError(f"{sj}: not valid JSON ({e.msg})") from None
+    meta = read_spec(p, "trained critic", "")
     if meta.get("format") == "distill-cross-encoder-critic":
         raise DistillError(f"{p} is a cross-encoder artifact: use it as {{type: cross_encoder, path: {p}}}")
     if meta.get("format") != ARTIFACT_FORMAT or meta.get("artifact_version") != ARTIFACT_VERSION:
