@@ -33,7 +33,7 @@ from distill.critics.base import Critic, Verdict, below
 from distill.critics.labels import LETTERS, LabelRow, fit_rows, read_labels
 from distill.critics.synthetic import TRANSFORMS, Synth, synthesize
 from distill.critics.trained import (_check_out, accept_rate_by_kind, binary_metrics, choose_threshold,
-                                     format_report, read_spec, save_artifact)
+                                     format_report, read_spec, save_artifact, threshold_target)
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -157,10 +157,7 @@ def train_cross_encoder(labels_path: str | Path, out_dir: str | Path, model: str
 
     if model not in MODELS:
         raise DistillError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    target = {"recall": target_recall} if target_recall is not None else {"precision": target_precision}
-    t = next(iter(target.values()))
-    if t is None or not 0 < t <= 1:
-        raise DistillError(f"target {next(iter(target))} must be in (0, 1], got {t}")
+    target = threshold_target(target_precision, target_recall)
     if synthetic < 0:
         raise DistillError(f"synthetic must be >= 0 (variants per positive), got {synthetic}")
     _check_out(Path(out_dir), overwrite)

@@ -237,6 +237,15 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise DistillError(f"{out} exists and is not a trained critic artifact; refusing to replace it")
 
 
+def threshold_target(precision: float | None, recall: float | None) -> dict[str, float]:
+    """{"precision": p} or {"recall": r} (recall, when given, wins), checked to be in (0, 1]."""
+    target = {"recall": recall} if recall is not None else {"precision": precision}
+    name, t = next(iter(target.items()))
+    if t is None or not 0 < t <= 1:
+        raise DistillError(f"target {name} must be in (0, 1], got {t}")
+    return target
+
+
 def save_artifact(out: Path, write_model: Callable[[Path], None], spec_json: dict[str, Any], overwrite: bool) -> None:
     """``write_model(folder)`` + spec.json into a temp folder beside ``out``, then renamed into
     place: ``out`` never holds half an artifact, whenever the process dies."""
@@ -296,10 +305,7 @@ def train_critic(labels_path: str | Path, out_dir: str | Path, model: str = "log
 
     if model not in MODELS:
         raise DistillError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    target = {"recall": target_recall} if target_recall is not None else {"precision": target_precision}
-    t = next(iter(target.values()))
-    if t is None or not 0 < t <= 1:
-        raise DistillError(f"target {next(iter(target))} must be in (0, 1], got {t}")
+    target = threshold_target(target_precision, target_recall)
     _check_out(Path(out_dir), overwrite)  # before any work, and again at the rename
     rows = read_labels(labels_path, tuple(upstream))
     train = fit_rows(rows)  # train + dev: the threshold comes from CV on them
