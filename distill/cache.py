@@ -1,9 +1,11 @@
 """The request cache: every completion ever paid for in a run, keyed by what produced it.
 
-Key = sha256(model id, prompt, sampling params, sample index). SQLite in WAL mode with
-one transaction per batch, so a ``kill -9`` loses at most the batch in flight and a
-rerun never pays twice for a completion that was stored. The cache is also the run's
-ledger: the budget is checked against the tokens recorded here.
+Key = sha256(model id, prompt, sampling params, sample index). SQLite in WAL mode; the
+teacher commits each completion as it arrives (one transaction per API call or per local
+batch), so a ``kill -9`` loses only what was in flight and a rerun never pays twice for a
+completion that was stored. A commit is durable against a killed process (WAL with
+``synchronous=NORMAL`` can only lose commits to a power cut or an OS crash). The cache is
+also the run's ledger: the budget is checked against the tokens recorded here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +35,10 @@ class RequestCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
+        # Written from the thread that drives the teacher, which is not always the one that
+        # opened it (an event loop on a helper thread in notebooks); the lock serialises use.
+        self.db = sqlite3.connect(self.path, check_same_thread=False)
+        self._lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
@@ -55,7 +61,7 @@ class RequestCache:
         """Store (key, completion, prompt tokens billed with it) rows in one transaction."""
         now = time.time()
         try:
-            with self.db:
+            with self._lock, self.db:
                 self.db.executemany(
                     "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
                     [(k, c.text, c.completion_tokens, c.finish_reason, pt, now) for k, c, pt in rows],

@@ -122,6 +122,8 @@ class VLLMOptions(Strict):
     enforce_eager: bool = False
     enable_prefix_caching: bool = True
     dtype: str = "auto"
+    chunk_size: int = Field(512, gt=0, description="prompts per LLM.generate call; each call's samples are "
+                            "cached when it returns, so a kill recomputes at most one call")
 
 
 class OpenAIOptions(Strict):

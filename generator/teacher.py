@@ -1,11 +1,18 @@
 """The teacher as tasks see it: a backend behind the request cache, the budget and the
 progress bar. Tasks call :meth:`Teacher.generate`; they never talk to a backend directly.
+
+Every sample is stored in the request cache the moment the backend hands it over (a
+streaming backend does so per API call or per batch), so a run killed at any point repays
+only what was in flight. The budget is a gate in front of each call: what is in flight
+counts as spent in full (its ``max_tokens``), so a cap is overshot by at most one call.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from distill.cache import RequestCache, cache_key
@@ -36,6 +43,30 @@ class Budget:
                 f"budget reached: cost {self.cost(prompt_tokens, completion_tokens):.4f} >= max_cost={self.max_cost}")
 
 
+class _BudgetGate:
+    """The budget in front of each teacher call: a call is admitted while what is spent plus
+    what is in flight is under the cap, and counts as spent in full until it is delivered."""
+
+    def __init__(self, teacher: "Teacher") -> None:
+        self.teacher = teacher
+        self.held = [0, 0]  # prompt, completion tokens of the calls in flight
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, completion_tokens: int, prompt_tokens: int) -> Iterator[None]:
+        with self._lock:
+            spent_p, spent_c = self.teacher.ledger
+            self.teacher.budget.check(spent_p + self.held[0], spent_c + self.held[1])
+            self.held[0] += prompt_tokens
+            self.held[1] += completion_tokens
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.held[0] -= prompt_tokens
+                self.held[1] -= completion_tokens
+
+
 class Teacher:
     """Cached, budgeted generation. ``usage`` counts what this process paid for;
     ``cached_samples`` what it got from the cache instead."""
@@ -50,6 +81,7 @@ class Teacher:
         self.cached_samples = 0
         self.gen_seconds = 0.0
         self._ledger = cache.totals() if cache is not None else (0, 0)
+        self._gate = _BudgetGate(self)
 
     @property
     def model_id(self) -> str:
@@ -65,7 +97,7 @@ class Teacher:
             raise ValueError(f"{len(cons)} constraints for {len(prompts)} prompts")
         self.backend.refuse_constraints(cons)
         keys = [[cache_key(model, p, params, i, c) for i in range(n)] for p, c in zip(prompts, cons)]
-        have = self.cache.get_many([k for ks in keys for k in ks]) if self.cache is not None else {}
+        have = self._cached(keys, prompts, params, cons)
         self.cached_samples += len(have)
         if self.progress is not None and have:
             self.progress.update(len(have))
@@ -74,28 +106,67 @@ class Teacher:
         step = self.backend.chunk_size or max(len(todo), 1)
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
-            self.budget.check(*self._ledger)
+            started: set[int] = set()
+
+            def deliver(i: int, indices: tuple[int, ...], comps: list[Completion], prompt_tokens: int,
+                        chunk: list[Request] = chunk, started: set[int] = started) -> None:
+                self._store(chunk[i], indices, comps, prompt_tokens, have, first=i not in started)
+                started.add(i)
+
             t0 = time.perf_counter()
-            results = self.backend.generate_requests(chunk)
-            self.gen_seconds += time.perf_counter() - t0
-            rows = []
-            for req, res in zip(chunk, results):
-                for j, (idx, comp) in enumerate(zip(req.indices, res.completions)):
-                    k = cache_key(model, req.prompt, params, idx, req.constraints)
-                    have[k] = comp
-                    rows.append((k, comp, res.prompt_tokens if j == 0 else 0))
-                self.usage.add(Usage(res.prompt_tokens, sum(c.completion_tokens for c in res.completions), 1,
-                                     len(res.completions)))
-            if self.cache is not None:
-                self.cache.put_many(rows)
-            self._ledger = (self._ledger[0] + sum(r[2] for r in rows),
-                            self._ledger[1] + sum(r[1].completion_tokens for r in rows))
-            if self.progress is not None:
-                self.progress.update(len(rows))
-                if self.gen_seconds > 0:
-                    self.progress.set_postfix(tok_s=f"{self.usage.completion_tokens / self.gen_seconds:.1f}",
-                                              refresh=False)
+            try:
+                if self.backend.streams:
+                    self.backend.generate_requests(chunk, deliver=deliver, gate=self._gate)
+                else:  # stored when the whole chunk is back; the budget is checked per chunk
+                    self.budget.check(*self._ledger)
+                    for i, res in enumerate(self.backend.generate_requests(chunk)):
+                        deliver(i, chunk[i].indices, res.completions, res.prompt_tokens)
+            finally:
+                self.gen_seconds += time.perf_counter() - t0
+            lost = [r for r in chunk for i in r.indices
+                    if cache_key(model, r.prompt, params, i, r.constraints) not in have]
+            if lost:
+                raise RuntimeError(f"the {self.backend.name} backend returned without delivering "
+                                   f"{len(lost)} requested sample(s)")
         return [[have[k] for k in ks] for ks in keys]
+
+    def _cached(self, keys: list[list[str]], prompts: Sequence[Prompt], params: SamplingParams,
+                cons: list) -> dict[str, Completion]:
+        """What the cache holds for ``keys``, also under the backend's older model ids
+        (``cache_aliases``: a run cached before the id changed is not paid again)."""
+        if self.cache is None:
+            return {}
+        have = self.cache.get_many([k for ks in keys for k in ks])
+        for alias in getattr(self.backend, "cache_aliases", ()):
+            old = {cache_key(alias, p, params, i, c): k for p, c, ks in zip(prompts, cons, keys)
+                   for i, k in enumerate(ks) if k not in have}
+            if not old:
+                break
+            have.update({old[a]: comp for a, comp in self.cache.get_many(list(old)).items()})
+        return have
+
+    def _store(self, req: Request, indices: tuple[int, ...], comps: list[Completion], prompt_tokens: int,
+               have: dict[str, Completion], first: bool) -> None:
+        """Samples just handed over: into the cache (one transaction), the ledger and the bar."""
+        if len(indices) != len(comps):
+            raise RuntimeError(f"the {self.backend.name} backend delivered {len(comps)} completions "
+                               f"for {len(indices)} samples")
+        model = self.backend.model_id
+        rows = []
+        for j, (idx, comp) in enumerate(zip(indices, comps)):
+            k = cache_key(model, req.prompt, req.params, idx, req.constraints)
+            have[k] = comp
+            rows.append((k, comp, prompt_tokens if j == 0 else 0))
+        if self.cache is not None:
+            self.cache.put_many(rows)
+        done = sum(c.completion_tokens for c in comps)
+        self._ledger = (self._ledger[0] + prompt_tokens, self._ledger[1] + done)
+        self.usage.add(Usage(prompt_tokens, done, int(first), len(comps)))
+        if self.progress is not None:
+            self.progress.update(len(comps))
+            if self.gen_seconds > 0:
+                self.progress.set_postfix(tok_s=f"{self.usage.completion_tokens / self.gen_seconds:.1f}",
+                                          refresh=False)
 
     @property
     def ledger(self) -> tuple[int, int]:

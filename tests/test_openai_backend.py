@@ -52,7 +52,7 @@ def test_completion_mode_sends_n_seed_and_vllm_extensions(server):
     assert [c.text for c in res.completions] == [fake_text("Say hi", seed, i) for i in range(3)]
     assert all(c.completion_tokens == len(c.text.split()) for c in res.completions)
     assert res.prompt_tokens == 2
-    assert b.model_id == f"openai:{server.url}:fake"
+    assert b.model_id == "openai:fake" and b.cache_aliases == (f"openai:{server.url}:fake",)
 
 
 def test_chat_mode_wraps_text_prompt_and_takes_messages(server):
@@ -84,7 +84,7 @@ def test_openai_without_key_is_refused_and_local_server_needs_none(monkeypatch):
     b.close()  # safe twice
     monkeypatch.setenv("DISTILL_TEST_KEY", "sk-test")
     o = OpenAIBackend(model="gpt-4o-mini", api_key_env="DISTILL_TEST_KEY", concurrency=2)
-    assert not o.vllm_extensions and o.chunk_size == 8 and o.model_id == "openai:api.openai.com:gpt-4o-mini"
+    assert not o.vllm_extensions and o.chunk_size == 8 and o.model_id == "openai:gpt-4o-mini"
     o.close()
 
 

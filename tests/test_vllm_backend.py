@@ -47,7 +47,7 @@ def backend(vllm_backend):
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_generate_counts_and_tokens(backend):
-    assert backend.model_id.startswith("vllm:") and backend.chunk_size is None
+    assert backend.model_id.startswith("vllm:") and backend.chunk_size == 512
     out = backend.generate([PROMPT, "The stock market fell sharply because"], 3, SAMPLE)
     assert [len(c) for c in out] == [3, 3]
     for comps in out:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 from distill.errors import ConfigError
 from distill.generator.constraints import LexicalConstraint
@@ -107,6 +108,27 @@ class Usage:
         return asdict(self)
 
 
+#: How a streaming backend hands samples over as they arrive: (position of the request in the
+#: list, the sample indices delivered, their completions, prompt tokens billed with them). The
+#: caller stores them at once, so a kill can only lose what was still in flight.
+Deliver = Callable[[int, tuple[int, ...], list[Completion], int], None]
+
+
+class Gate(Protocol):
+    """Admits work against the budget. ``hold(max_completion_tokens, prompt_tokens)`` is entered
+    just before a call is sent (it raises BudgetExhausted when nothing is left) and left when
+    its samples have been delivered; while held, the call counts as spent in full."""
+
+    def hold(self, completion_tokens: int, prompt_tokens: int) -> AbstractContextManager[None]: ...
+
+
+class OpenGate:
+    """No budget: admits everything."""
+
+    def hold(self, completion_tokens: int, prompt_tokens: int) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
 def prompt_text(prompt: Prompt) -> str:
     """A stable string form of a prompt, for cache keys and logs."""
     if isinstance(prompt, str):
@@ -157,6 +179,10 @@ class Backend:
     chunk_size: int | None = None
     #: whether the backend applies a Request's ``constraints`` while decoding
     supports_constraints: bool = False
+    #: whether ``generate_requests`` takes ``deliver=`` and ``gate=`` (a streaming backend hands
+    #: each sample over as it is made and asks the gate before each call or batch; others are
+    #: stored and checked per chunk by the caller)
+    streams: bool = False
 
     @property
     def model_id(self) -> str:
@@ -164,6 +190,10 @@ class Backend:
         raise NotImplementedError
 
     def generate_requests(self, requests: list[Request]) -> list[Result]:
+        """One Result per request, in order. A streaming backend (``streams = True``) also takes
+        ``deliver: Deliver | None`` and ``gate: Gate | None`` keywords: it calls ``deliver`` as
+        samples are finished (every sample exactly once, before returning) and enters
+        ``gate.hold`` around each call or batch it sends."""
         raise NotImplementedError
 
     def generate(self, prompts: Sequence[Prompt], n: int, params: SamplingParams,

@@ -23,7 +23,8 @@ from urllib.parse import urlparse
 
 from distill.errors import DistillError, TeacherError
 from distill.generator.backends.base import (
-    Backend, Completion, Prompt, Request, Result, SamplingParams, apply_stop, request_seed, sample_seed,
+    Backend, Completion, Deliver, Gate, OpenGate, Prompt, Request, Result, SamplingParams, apply_stop, prompt_text,
+    request_seed, sample_seed,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,39 @@ _N_WORD = re.compile(r"(?<![\w.-])['\"`]?n['\"`]?(?![\w.-])")
 
 class _NRefused(Exception):
     """The endpoint will not sample n > 1 completions in one request."""
+
+
+class _Halted(Exception):
+    """Not sent: an earlier request of the same call failed or the budget is spent."""
+
+
+class _Batch:
+    """One generate_requests call: its concurrency limit, where samples go as they arrive, the
+    budget gate, and the first failure (after which nothing new is sent, nothing is retried,
+    and the requests already on the wire are waited for so that what they bring is kept)."""
+
+    def __init__(self, concurrency: int, deliver: Deliver | None = None, gate: Gate | None = None) -> None:
+        self.sem = asyncio.Semaphore(concurrency)
+        self.deliver = deliver
+        self.gate = gate or OpenGate()
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
+
+    def fail(self, e: BaseException) -> None:
+        if self.failure is None:
+            self.failure = e
+            self._failed.set()
+
+    def halt_if_failed(self) -> None:
+        if self.failure is not None:
+            raise _Halted()
+
+    async def sleep(self, seconds: float) -> None:
+        """A retry's backoff, cut short when the batch fails."""
+        try:
+            await asyncio.wait_for(self._failed.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
 
 class OpenAIBackend(Backend):
@@ -52,6 +86,7 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
+    streams = True
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  mode: str = "completion", concurrency: int = 8, timeout: float = 60.0,
@@ -83,16 +118,29 @@ class OpenAIBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        return f"openai:{self.base_url or OPENAI_HOST}:{self.model}"
+        """The model, not where it is served: replicas of one model share a cache and records."""
+        return f"openai:{self.model}"
 
-    def generate_requests(self, requests: list[Request]) -> list[Result]:
-        """One :class:`Result` per request, in order; raises TeacherError if any request fails."""
+    @property
+    def cache_aliases(self) -> tuple[str, ...]:
+        """The id runs cached under before it left out the URL (those entries are still read)."""
+        return (f"openai:{self.base_url or OPENAI_HOST}:{self.model}",)
+
+    def generate_requests(self, requests: list[Request], deliver: Deliver | None = None,
+                          gate: Gate | None = None) -> list[Result]:
+        """One :class:`Result` per request, in order; raises TeacherError if any request fails.
+
+        Samples go to ``deliver`` as each API call returns. ``gate.hold`` is entered before a
+        call is sent and left once it is delivered (BudgetExhausted there stops the sending).
+        After a failure nothing new is sent, but the calls already sent are waited for and
+        delivered before the error is raised, so nothing the endpoint answered is lost.
+        """
         if self._closed:
             raise DistillError("OpenAIBackend.generate_requests called after close()")
         self.refuse_constraints(r.constraints for r in requests)  # logit_bias holds 300 tokens: too few
         if self.mode == "completion" and any(not isinstance(r.prompt, str) for r in requests):
             raise DistillError("teacher.mode 'completion' needs text prompts; use mode 'chat' for chat messages")
-        return self._run(self._generate_all(requests))
+        return self._run(self._generate_all(requests, _Batch(self.concurrency, deliver, gate)))
 
     def close(self) -> None:
         if self._closed:
@@ -113,34 +161,58 @@ class OpenAIBackend(Backend):
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(self._loop.run_until_complete, coro).result()
 
-    async def _generate_all(self, requests: list[Request]) -> list[Result]:
-        sem = asyncio.Semaphore(self.concurrency)
-        tasks = [asyncio.ensure_future(self._one(r, sem)) for r in requests]
+    async def _generate_all(self, requests: list[Request], batch: _Batch) -> list[Result]:
+        async def one(i: int, req: Request) -> Result:
+            try:
+                return await self._one(i, req, batch)
+            except _Halted:
+                raise
+            except Exception as e:
+                batch.fail(e)
+                raise
+
+        tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(requests)]
         try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for t in tasks:  # leave nothing running on our loop between calls
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:  # cancelled or interrupted: leave nothing running on our loop between calls
+            for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        if batch.failure is not None:
+            raise batch.failure
+        for r in results:  # pragma: no cover - every failure is recorded in batch.failure
+            if isinstance(r, BaseException):
+                raise r
+        return results
 
-    async def _one(self, req: Request, sem: asyncio.Semaphore) -> Result:
+    async def _one(self, i: int, req: Request, batch: _Batch) -> Result:
         k = len(req.indices)
         # Greedy samples go one by one: vLLM refuses n > 1 with temperature 0.
         if k > 1 and self.n_supported and req.params.temperature > 0:
             try:
-                resp = await self._call(req.prompt, req.params, k, request_seed(req.prompt, req.params), sem)
+                resp = await self._call(req.prompt, req.params, k, request_seed(req.prompt, req.params), batch)
                 if len(resp.choices) >= k:
-                    return Result(self._completions(resp, req.params, k), _usage(resp, "prompt_tokens"))
+                    comps, billed = self._completions(resp, req.params, k), _usage(resp, "prompt_tokens")
+                    if batch.deliver is not None:
+                        batch.deliver(i, req.indices, comps, billed)
+                    return Result(comps, billed)
                 reason = f"returned {len(resp.choices)} choices for n={k}"
             except _NRefused as e:
                 reason = str(e)
             if self.n_supported:
                 log.warning("%s does not sample n > 1 (%s); sending one request per sample", self.endpoint, reason)
             self.n_supported = False
-        resps = await asyncio.gather(*(
-            self._call(req.prompt, req.params, 1, sample_seed(req.prompt, req.params, i), sem) for i in req.indices))
-        return Result([self._completions(r, req.params, 1)[0] for r in resps], _usage(resps[0], "prompt_tokens"))
+
+        async def single(idx: int) -> tuple[Completion, int]:
+            resp = await self._call(req.prompt, req.params, 1, sample_seed(req.prompt, req.params, idx), batch)
+            comp, billed = self._completions(resp, req.params, 1)[0], _usage(resp, "prompt_tokens")
+            if batch.deliver is not None:  # each request bills the prompt again
+                batch.deliver(i, (idx,), [comp], billed)
+            return comp, billed
+
+        got = await _gather_draining([single(idx) for idx in req.indices], batch)
+        return Result([c for c, _ in got], sum(b for _, b in got))
 
     def _body(self, prompt: Prompt, params: SamplingParams, n: int, seed: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "n": n, "seed": seed,
@@ -158,40 +230,52 @@ class OpenAIBackend(Backend):
                                   "top_k": params.top_k or -1, "return_token_ids": True}
         return body
 
-    async def _call(self, prompt: Prompt, params: SamplingParams, n: int, seed: int, sem: asyncio.Semaphore,
+    async def _call(self, prompt: Prompt, params: SamplingParams, n: int, seed: int, batch: _Batch,
                     extra: dict[str, Any] | None = None) -> Any:
-        """One API call with retries; raises _NRefused, or TeacherError when it gives up.
-        ``extra`` fields are added to the request body."""
+        """One API call with retries; raises _NRefused, _Halted once the batch has failed, or
+        TeacherError when it gives up. ``extra`` fields are added to the request body. The
+        budget is held from the first send until the caller has delivered the answer (the
+        caller delivers before its next await, so the held tokens become spent at once)."""
         from openai import APIConnectionError, APIStatusError, APITimeoutError
 
         create = self._client.chat.completions.create if self.mode == "chat" else self._client.completions.create
         body = {**self._body(prompt, params, n, seed), **(extra or {})}
+        held = None
         last = ""
-        for attempt in range(self.max_retries + 1):
-            wait = None
-            async with sem:
-                try:
-                    return await asyncio.wait_for(create(**body), self.timeout)
-                except (asyncio.TimeoutError, APITimeoutError):
-                    last = f"no answer within {self.timeout:g} s"
-                except APIConnectionError as e:
-                    last = f"connection failed ({e.__cause__ or e})"
-                except APIStatusError as e:
-                    status, msg = e.status_code, _server_message(e)
-                    if status == 400 and n > 1 and (e.param == "n" or _N_WORD.search(msg)):
-                        raise _NRefused(f"HTTP 400: {msg}") from None
-                    if status not in RETRY_STATUS and status < 500:
-                        raise TeacherError(f"Teacher endpoint {self.endpoint} refused the request "
-                                           f"(HTTP {status}): {msg}") from None
-                    last, wait = f"HTTP {status}: {msg}", _retry_after(e.response.headers)
-            if attempt == self.max_retries:
-                break
-            cap = min(self.backoff_max, self.backoff_base * 2**attempt)
-            delay = min(wait, self.backoff_max) if wait is not None else random.uniform(0, cap)
-            log.info("%s: %s; retry %d/%d in %.2f s", self.endpoint, last, attempt + 1, self.max_retries, delay)
-            await asyncio.sleep(delay)
+        try:
+            for attempt in range(self.max_retries + 1):
+                wait = None
+                async with batch.sem:
+                    batch.halt_if_failed()
+                    if held is None:
+                        held = batch.gate.hold(n * body.get("max_tokens", params.max_tokens), _prompt_estimate(prompt))
+                        held.__enter__()  # raises BudgetExhausted when the budget is spent
+                    try:
+                        return await asyncio.wait_for(create(**body), self.timeout)
+                    except (asyncio.TimeoutError, APITimeoutError):
+                        last = f"no answer within {self.timeout:g} s"
+                    except APIConnectionError as e:
+                        last = f"connection failed ({e.__cause__ or e})"
+                    except APIStatusError as e:
+                        status, msg = e.status_code, _server_message(e)
+                        if status == 400 and n > 1 and (e.param == "n" or _N_WORD.search(msg)):
+                            raise _NRefused(f"HTTP 400: {msg}") from None
+                        if status not in RETRY_STATUS and status < 500:
+                            raise TeacherError(f"Teacher endpoint {self.endpoint} refused the request "
+                                               f"(HTTP {status}): {msg}") from None
+                        last, wait = f"HTTP {status}: {msg}", _retry_after(e.response.headers)
+                if attempt == self.max_retries:
+                    break
+                batch.halt_if_failed()
+                cap = min(self.backoff_max, self.backoff_base * 2**attempt)
+                delay = min(wait, self.backoff_max) if wait is not None else random.uniform(0, cap)
+                log.info("%s: %s; retry %d/%d in %.2f s", self.endpoint, last, attempt + 1, self.max_retries, delay)
+                await batch.sleep(delay)
+        finally:
+            if held is not None:
+                held.__exit__(None, None, None)
         raise TeacherError(f"Teacher endpoint {self.endpoint} failed {self.max_retries + 1} times; last error: "
-                           f"{last}. Finished samples are kept: rerun the same command to resume.")
+                           f"{last}. Every sample it answered is kept: rerun the same command to resume.")
 
     def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str],
                             top_logprobs: int | None = None) -> list[dict[str, float]]:
@@ -215,9 +299,9 @@ class OpenAIBackend(Backend):
 
     async def _logprobs_all(self, prompts: list[Prompt], candidates: list[str],
                             extra: dict[str, Any]) -> list[dict[str, float]]:
-        sem = asyncio.Semaphore(self.concurrency)
+        batch = _Batch(self.concurrency)
         greedy = SamplingParams(max_tokens=1, temperature=0.0)
-        tasks = [asyncio.ensure_future(self._call(p, greedy, 1, sample_seed(p, greedy, 0), sem, extra))
+        tasks = [asyncio.ensure_future(self._call(p, greedy, 1, sample_seed(p, greedy, 0), batch, extra))
                  for p in prompts]
         resps = await _gather_or_cancel(tasks)
         return [self._listed_logprobs(r, candidates) for r in resps]
@@ -238,11 +322,11 @@ class OpenAIBackend(Backend):
         return self._run(self._score_all([(str(p), c) for p, c in requests]))
 
     async def _score_all(self, requests: list[tuple[str, str]]) -> list[list[float]]:
-        sem = asyncio.Semaphore(self.concurrency)
+        batch = _Batch(self.concurrency)
         greedy = SamplingParams(max_tokens=1, temperature=0.0)
         extra = {"echo": True, "logprobs": 1, "max_tokens": 0, "extra_body": {}}  # no vLLM extensions needed
         jobs = [(i, p + c, len(c)) for i, (p, c) in enumerate(requests) if c]
-        tasks = [asyncio.ensure_future(self._call(text, greedy, 1, 0, sem, extra)) for _, text, _ in jobs]
+        tasks = [asyncio.ensure_future(self._call(text, greedy, 1, 0, batch, extra)) for _, text, _ in jobs]
         resps = await _gather_or_cancel(tasks)
         out: list[list[float]] = [[] for _ in requests]
         for (i, _, n), r in zip(jobs, resps):
@@ -311,6 +395,32 @@ def _split(total: int, texts: list[str]) -> list[int]:
     for i in sorted(range(len(texts)), key=lambda i: parts[i] - exact[i])[: total - sum(parts)]:
         parts[i] += 1
     return parts
+
+
+def _prompt_estimate(prompt: Prompt) -> int:
+    """Prompt tokens a request will be billed, guessed before sending (about 3 characters a
+    token: on the high side for English, so a cost cap errs towards stopping early)."""
+    return len(prompt_text(prompt)) // 3 + 1
+
+
+async def _gather_draining(coros: list, batch: _Batch) -> list:
+    """All results, in order. When one fails the batch is marked failed (nothing new is sent)
+    and the others are awaited, so answers already on the way are delivered; then it raises."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    errors = [r for r in results if isinstance(r, BaseException)]
+    real = [e for e in errors if not isinstance(e, _Halted)]
+    if real:
+        batch.fail(real[0])
+    if errors:
+        raise real[0] if real else errors[0]
+    return results
 
 
 def _server_message(e: Any) -> str:

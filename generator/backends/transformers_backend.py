@@ -29,6 +29,9 @@ from distill.errors import DistillError
 from distill.generator.backends.base import (
     Backend,
     Completion,
+    Deliver,
+    Gate,
+    OpenGate,
     Prompt,
     Request,
     Result,
@@ -43,6 +46,7 @@ from distill.generator.models import resolve_model
 class TransformersBackend(Backend):
     name = "transformers"
     supports_constraints = True
+    streams = True
 
     def __init__(self, model: str | None = None, device: str = "auto", dtype: str = "auto",
                  batch_size: int = 32, trust_remote_code: bool = False, share_prefill: bool = True) -> None:
@@ -90,9 +94,12 @@ class TransformersBackend(Backend):
             raise DistillError(f"chat prompts need a chat template, and {self.path} has none; use a text task mode")
         return self.tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
 
-    def generate_requests(self, requests: list[Request]) -> list[Result]:
+    def generate_requests(self, requests: list[Request], deliver: Deliver | None = None,
+                          gate: Gate | None = None) -> list[Result]:
         # One row per (request, sample index); rows that share sampling params are batched
-        # together, longest prompts first so a batch holds prompts of similar length.
+        # together, longest prompts first so a batch holds prompts of similar length. Each
+        # batch is delivered as it finishes (a kill loses at most the batch being decoded) and
+        # asks the gate first; a request's prompt tokens go with its first delivered sample.
         ids = [self.tok(self.render(r.prompt), add_special_tokens=not isinstance(r.prompt, list))["input_ids"]
                for r in requests]
         for r, x in zip(requests, ids):
@@ -103,6 +110,7 @@ class TransformersBackend(Backend):
                                    f"the model's context of {self.max_len} tokens")
         rows = [(ri, k, idx) for ri, r in enumerate(requests) for k, idx in enumerate(r.indices)]
         out: dict[int, list[Completion | None]] = {ri: [None] * len(r.indices) for ri, r in enumerate(requests)}
+        billed: set[int] = set()  # requests whose prompt tokens were delivered
         by_params: dict[SamplingParams, list] = defaultdict(list)
         for row in rows:
             by_params[requests[row[0]].params].append(row)
@@ -112,9 +120,14 @@ class TransformersBackend(Backend):
                 batch = prow[b : b + self.batch_size]
                 seeds = [sample_seed(requests[ri].prompt, params, idx) for ri, _, idx in batch]
                 cons = [requests[ri].constraints for ri, _, _ in batch]
-                for (ri, k, _), c in zip(batch, self._generate_batch([ids[ri] for ri, _, _ in batch], seeds, params,
-                                                                     cons)):
-                    out[ri][k] = c
+                fresh = {ri for ri, _, _ in batch if ri not in billed}
+                with (gate or OpenGate()).hold(len(batch) * params.max_tokens, sum(len(ids[ri]) for ri in fresh)):
+                    comps = self._generate_batch([ids[ri] for ri, _, _ in batch], seeds, params, cons)
+                    for (ri, k, idx), c in zip(batch, comps):
+                        out[ri][k] = c
+                        if deliver is not None:
+                            deliver(ri, (idx,), [c], 0 if ri in billed else len(ids[ri]))
+                        billed.add(ri)
         return [Result(completions=out[ri], prompt_tokens=len(ids[ri])) for ri in range(len(requests))]
 
     def lexicon(self):

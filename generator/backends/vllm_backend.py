@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from distill.errors import DistillError
-from distill.generator.backends.base import Backend, Completion, Prompt, Request, Result, request_seed
+from distill.generator.backends.base import (
+    Backend, Completion, Deliver, Gate, OpenGate, Prompt, Request, Result, request_seed,
+)
 from distill.generator.models import resolve_model
 
 INSTALL_HINT = (
@@ -42,7 +44,7 @@ class VLLMBackend(Backend):
     """
 
     name = "vllm"
-    chunk_size = None  # hand over a whole shard: vLLM schedules it in one call
+    streams = True
 
     def __init__(
         self,
@@ -56,8 +58,12 @@ class VLLMBackend(Backend):
         enable_prefix_caching: bool = True,
         chat_template_kwargs: dict[str, Any] | None = None,
         extra_engine_args: dict[str, Any] | None = None,
+        chunk_size: int = 512,
     ) -> None:
         self._model = resolve_model(model)
+        # Prompts per LLM.generate call (each with all its samples): enough to keep the
+        # engine's batches full, and the most a kill can make a rerun recompute.
+        self.chunk_size = chunk_size
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         try:
             import torch
@@ -112,8 +118,10 @@ class VLLMBackend(Backend):
             include_stop_str_in_output=p.include_stop,
         )
 
-    def generate_requests(self, requests: list[Request]) -> list[Result]:
-        """One ``LLM.generate`` call for all requests; results in request order.
+    def generate_requests(self, requests: list[Request], deliver: Deliver | None = None,
+                          gate: Gate | None = None) -> list[Result]:
+        """One ``LLM.generate`` call for all requests; results in request order, each also
+        handed to ``deliver`` when the call returns (the gate is asked once, for the call).
 
         A request for all of ``range(n)`` is one vLLM request with ``n=n``. Any other
         index set becomes one ``n=1`` request per index ``i`` seeded ``seed + i``: the
@@ -140,7 +148,8 @@ class VLLMBackend(Backend):
                     prompts.append(vprompt)
                     params.append(self._params(req, 1, seed + i))
             spans.append((start, len(prompts)))
-        outputs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
+        with (gate or OpenGate()).hold(sum(p.max_tokens * p.n for p in params), 0):
+            outputs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
         results = []
         for req, (a, b) in zip(requests, spans):
             outs = outputs[a:b]
@@ -154,6 +163,9 @@ class VLLMBackend(Backend):
                 for s in samples
             ]
             results.append(Result(completions=completions, prompt_tokens=len(outs[0].prompt_token_ids or [])))
+        if deliver is not None:
+            for i, (req, res) in enumerate(zip(requests, results)):
+                deliver(i, req.indices, res.completions, res.prompt_tokens)
         return results
 
     def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> list[dict[str, float]]:
