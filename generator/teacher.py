@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from distill.cache import RequestCache, cache_key
 from distill.errors import BudgetExhausted
-from distill.generator.backends.base import Backend, Completion, Prompt, Request, SamplingParams, Usage
+from distill.generator.backends.base import Backend, Completion, GateFull, Prompt, Request, SamplingParams, Usage
 from distill.generator.constraints import LexicalConstraint
 
 
@@ -33,19 +33,26 @@ class Budget:
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_prompt + completion_tokens * self.price_completion) / 1e6
 
-    def check(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def spent(self, prompt_tokens: int, completion_tokens: int) -> str | None:
+        """Why the budget is spent at these totals, or None while there is room."""
         if self.max_completion_tokens is not None and completion_tokens >= self.max_completion_tokens:
-            raise BudgetExhausted(
-                f"budget reached: {completion_tokens} completion tokens >= max_completion_tokens="
-                f"{self.max_completion_tokens}")
+            return (f"budget reached: {completion_tokens} completion tokens >= max_completion_tokens="
+                    f"{self.max_completion_tokens}")
         if self.max_cost is not None and self.cost(prompt_tokens, completion_tokens) >= self.max_cost:
-            raise BudgetExhausted(
-                f"budget reached: cost {self.cost(prompt_tokens, completion_tokens):.4f} >= max_cost={self.max_cost}")
+            return f"budget reached: cost {self.cost(prompt_tokens, completion_tokens):.4f} >= max_cost={self.max_cost}"
+        return None
+
+    def check(self, prompt_tokens: int, completion_tokens: int) -> None:
+        why = self.spent(prompt_tokens, completion_tokens)
+        if why:
+            raise BudgetExhausted(why)
 
 
 class _BudgetGate:
     """The budget in front of each teacher call: a call is admitted while what is spent plus
-    what is in flight is under the cap, and counts as spent in full until it is delivered."""
+    what is in flight is under the cap, and counts as spent in full until it is delivered.
+    When only the calls in flight stand in the way, :class:`GateFull` tells the caller to wait
+    for one of them; BudgetExhausted once what was delivered reaches the cap."""
 
     def __init__(self, teacher: "Teacher") -> None:
         self.teacher = teacher
@@ -56,7 +63,9 @@ class _BudgetGate:
     def hold(self, completion_tokens: int, prompt_tokens: int) -> Iterator[None]:
         with self._lock:
             spent_p, spent_c = self.teacher.ledger
-            self.teacher.budget.check(spent_p + self.held[0], spent_c + self.held[1])
+            self.teacher.budget.check(spent_p, spent_c)
+            if self.teacher.budget.spent(spent_p + self.held[0], spent_c + self.held[1]):
+                raise GateFull()
             self.held[0] += prompt_tokens
             self.held[1] += completion_tokens
         try:

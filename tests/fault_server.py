@@ -11,16 +11,41 @@ deterministic completions with ``usage``. Each incoming request takes the next e
 - ``"drop"``: close the connection without a response;
 - ``"drop_mid_body"``: send headers and half the body, then close.
 
-Independent of the script, ``refuse_n`` answers every n > 1 with HTTP 400 "n must be 1", and
-``max_choices`` caps the choices returned. The server records every request (path and JSON
-body) and the most requests it had in flight at once.
+Once the script is used up, ``mix`` (fault -> probability, drawn from ``random.Random(rng_seed)``)
+picks faults at random; ``default_fault`` is the rest. Independent of the script, ``refuse_n``
+answers every n > 1 with HTTP 400 "n must be 1", and ``max_choices`` caps the choices
+returned. The server records every request (path and JSON body), the most requests it had in
+flight at once, and a payment ``ledger``: one :class:`Paid` per successful answer it wrote in
+full (what a provider bills), with the time it was written and whether the client had already
+given up on it (a "hang" longer than the client's timeout).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Paid:
+    """One billed answer: what was asked (path, prompt, seed, n), what it cost, when it was sent."""
+
+    path: str
+    prompt: str
+    seed: int
+    n: int
+    prompt_tokens: int
+    completion_tokens: int
+    t: float  # time.time() once the whole answer was written
+    late: bool  # sent after a "hang": the client had timed out and never read it
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        return self.path, self.prompt, self.seed, self.n
 
 
 def fake_text(prompt: str, seed: int, i: int, tag: str = "") -> str:
@@ -42,8 +67,12 @@ class FaultServer:
         self.refuse_n = False
         self.max_choices: int | None = None
         self.delay = delay  # seconds each normal answer takes (lets requests overlap)
+        self.jitter = False  # each answer takes a random time in [0, delay) instead
         self.hang_s = hang_s
         self.requests: list[tuple[str, dict]] = []
+        self.mix: dict[str, float] = {}
+        self.rng = random.Random(0)
+        self.ledger: list[Paid] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -87,10 +116,26 @@ class FaultServer:
             self.requests.append((path, body))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            fault = self.faults.pop(0) if self.faults else self.default_fault
+            fault = self.faults.pop(0) if self.faults else self._draw()
         if self.refuse_n and body.get("n", 1) > 1:
             return "400:n"
         return fault
+
+    def _draw(self) -> str | None:
+        x = self.rng.random()
+        for fault, p in self.mix.items():
+            if x < p:
+                return fault
+            x -= p
+        return self.default_fault
+
+    def pay(self, path: str, body: dict, answer: dict, late: bool) -> None:
+        chat = path.endswith("/chat/completions")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        u = answer["usage"]
+        with self._lock:
+            self.ledger.append(Paid(path, str(prompt), int(body.get("seed") or 0), len(answer["choices"]),
+                                    u["prompt_tokens"], u["completion_tokens"], time.time(), late))
 
     def _done(self) -> None:
         with self._lock:
@@ -166,11 +211,15 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 return self._error(404, f"no route {self.path}")
             if fault in (None, "ok"):
                 if server.delay:
-                    server._stop.wait(server.delay)
-                return self._json(200, server.answer(self.path, body))
+                    server._stop.wait(server.delay * (server.rng.random() if server.jitter else 1.0))
+                answer = server.answer(self.path, body)
+                self._json(200, answer)
+                return server.pay(self.path, body, answer, late=False)
             if fault == "hang":
                 server._stop.wait(server.hang_s)
-                return self._json(200, server.answer(self.path, body))
+                answer = server.answer(self.path, body)
+                self._json(200, answer)
+                return server.pay(self.path, body, answer, late=True)
             if fault == "drop":
                 self.close_connection = True
                 self.connection.shutdown(2)

@@ -114,10 +114,16 @@ class Usage:
 Deliver = Callable[[int, tuple[int, ...], list[Completion], int], None]
 
 
+class GateFull(Exception):
+    """The budget has room only if a call in flight comes back under its max_tokens: wait for
+    one to be delivered, then ask again."""
+
+
 class Gate(Protocol):
     """Admits work against the budget. ``hold(max_completion_tokens, prompt_tokens)`` is entered
-    just before a call is sent (it raises BudgetExhausted when nothing is left) and left when
-    its samples have been delivered; while held, the call counts as spent in full."""
+    just before a call is sent and left when its samples have been delivered; while held, the
+    call counts as spent in full. Entering raises BudgetExhausted when the budget is spent, and
+    GateFull (only while other calls are held) when the held calls would spend it."""
 
     def hold(self, completion_tokens: int, prompt_tokens: int) -> AbstractContextManager[None]: ...
 

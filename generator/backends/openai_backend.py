@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from distill.errors import DistillError, TeacherError
 from distill.generator.backends.base import (
-    Backend, Completion, Deliver, Gate, OpenGate, Prompt, Request, Result, SamplingParams, apply_stop, prompt_text,
+    Backend, Completion, Deliver, Gate, GateFull, OpenGate, Prompt, Request, Result, SamplingParams, apply_stop, prompt_text,
     request_seed, sample_seed,
 )
 
@@ -54,6 +54,7 @@ class _Batch:
         self.gate = gate or OpenGate()
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
+        self._returned = asyncio.Event()  # set (and renewed) each time a call comes back
 
     def fail(self, e: BaseException) -> None:
         if self.failure is None:
@@ -63,6 +64,19 @@ class _Batch:
     def halt_if_failed(self) -> None:
         if self.failure is not None:
             raise _Halted()
+
+    def returned(self) -> None:
+        self._returned.set()
+        self._returned = asyncio.Event()
+
+    async def wait_for_a_return(self) -> None:
+        """Until a call in flight comes back, or the batch fails."""
+        returned, failed = asyncio.ensure_future(self._returned.wait()), asyncio.ensure_future(self._failed.wait())
+        try:
+            await asyncio.wait([returned, failed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            returned.cancel()
+            failed.cancel()
 
     async def sleep(self, seconds: float) -> None:
         """A retry's backoff, cut short when the batch fails."""
@@ -246,10 +260,14 @@ class OpenAIBackend(Backend):
             for attempt in range(self.max_retries + 1):
                 wait = None
                 async with batch.sem:
-                    batch.halt_if_failed()
-                    if held is None:
-                        held = batch.gate.hold(n * body.get("max_tokens", params.max_tokens), _prompt_estimate(prompt))
-                        held.__enter__()  # raises BudgetExhausted when the budget is spent
+                    while held is None:
+                        batch.halt_if_failed()
+                        hold = batch.gate.hold(n * body.get("max_tokens", params.max_tokens), _prompt_estimate(prompt))
+                        try:
+                            hold.__enter__()  # raises BudgetExhausted when the budget is spent
+                            held = hold
+                        except GateFull:  # room only if the calls in flight come back short
+                            await batch.wait_for_a_return()
                     try:
                         return await asyncio.wait_for(create(**body), self.timeout)
                     except (asyncio.TimeoutError, APITimeoutError):
@@ -274,6 +292,7 @@ class OpenAIBackend(Backend):
         finally:
             if held is not None:
                 held.__exit__(None, None, None)
+                batch.returned()  # waiters run after the caller has delivered (no await in between)
         raise TeacherError(f"Teacher endpoint {self.endpoint} failed {self.max_retries + 1} times; last error: "
                            f"{last}. Every sample it answered is kept: rerun the same command to resume.")
 
