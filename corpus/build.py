@@ -23,9 +23,9 @@ from typing import Any
 from distill.corpus import dataset as D
 
 from distill.config import RunConfig, dump_config
-from distill.errors import DistillError
+from distill.errors import DistillError, ensure_dir, os_error_message
 from distill.record import Record
-from distill.shards import ShardStore, atomic_write, atomic_write_json
+from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
 
 FORMAT = 1  # bump when the layout changes, so old corpora are rebuilt
 MOVED = ("dataset", "data", "plots", "README.md", "config.yaml", "decontaminated.jsonl")
@@ -117,6 +117,7 @@ class CorpusBuild:
 
     # -- the build -----------------------------------------------------------------------
     def build(self) -> dict[str, Any]:
+        ensure_dir(self.out, "corpus.output_dir")  # before the encoder or the dataset is built
         records = self.kept_records()
         if not records:
             raise DistillError(f"no kept records in {self.in_dir}: every generated record was dropped "
@@ -147,12 +148,15 @@ class CorpusBuild:
         funnel.append({"stage": "corpus", "count": sum(v["rows"] for v in splits.values()),
                        "splits": {s: v["rows"] for s, v in splits.items()}})
 
-        self.out.mkdir(parents=True, exist_ok=True)
         _clear_dead_builds(self.out)
+        remove_stale_temps(self.out)  # a corpus_stats.json write cut off by a kill
         tmp = self.out / f".build-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            stats = self._write(tmp, dd, records, dropped, funnel, splits, decon, score_keys)
+            try:
+                stats = self._write(tmp, dd, records, dropped, funnel, splits, decon, score_keys)
+            except OSError as e:  # a write() that fails (PIL saving a plot on a full disk) names no file
+                raise DistillError(os_error_message(e, self.out)) from None
             self._move_in(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

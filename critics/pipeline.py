@@ -18,6 +18,7 @@ critic states them (:meth:`Critic.thresholds`), which the dataset card and plots
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 
 from distill.config import RunConfig
 from distill.critics.base import threshold_dicts
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, ensure_dir
 from distill.record import Record
 from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
 from distill.stage import run_pipeline
@@ -221,7 +222,27 @@ class FilterRun:
         }
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"filter": self.fc.model_dump(mode="json", exclude={"write_rejects"}), "shards": self.shards}
+        return {"filter": self.fc.model_dump(mode="json", exclude={"write_rejects", "allow_partial"}),
+                "shards": self.shards}
+
+    def check_input_finished(self) -> None:
+        """Refuse (unless filter.allow_partial) a generate run that stopped before its end: its
+        corpus would silently lack the shards it never wrote."""
+        path = self.in_dir / "manifest.json"
+        try:
+            m = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            m = {}
+        status, total = m.get("status"), m.get("shards_total")
+        done = len(self.shards)
+        if status in (None, "complete") and (total is None or done >= total):
+            return
+        what = f"{self.in_dir} is an unfinished `distill generate` run ({status}, {done}/{total} shards done)"
+        if not self.fc.allow_partial:
+            raise ConfigError(f"{what}: rerun `distill generate` to finish it, or pass --allow-partial "
+                              f"(filter.allow_partial=true) to filter the finished shards only")
+        print(f"distill: warning: {what}: filtering the {done} finished shard(s) only (filter.allow_partial)",
+              file=sys.stderr)
 
     def check_resume(self) -> None:
         """A filter output folder belongs to one filter config and one set of input shards."""
@@ -244,6 +265,8 @@ class FilterRun:
         self._critics = None
 
     def run(self) -> dict[str, Any]:
+        self.check_input_finished()
+        ensure_dir(self.out, "filter.output_dir")  # before any critic loads a model
         self.check_resume()
         remove_stale_temps(*(self.out / d for d in ("", "critics", "dedup", "kept", "rejects")))
         try:

@@ -8,6 +8,9 @@ import sys
 
 from distill.errors import DistillError
 
+#: exit status of a run the budget stopped: finished work is kept, and it is not done
+EXIT_BUDGET = 3
+
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML config (omit for the built-in CPU defaults)")
@@ -37,12 +40,18 @@ def cmd_generate(args) -> int:
         print("funnel: " + ", ".join(f"{k}={v}" for k, v in sorted(s.counts.items())))
     if s.message:
         print(s.message)
+    if s.status == "budget_exhausted":
+        print(f"distill: stopped by the budget (exit {EXIT_BUDGET}); rerun with a larger budget to finish",
+              file=sys.stderr)
+        return EXIT_BUDGET
     return 0
 
 
 def cmd_filter(args) -> int:
     from distill.critics.pipeline import run_filter
 
+    if args.allow_partial:
+        args.overrides.append("filter.allow_partial=true")
     stats = run_filter(_load(args), progress=not args.no_progress)
     first = stats["funnel"][0]["count"] or 1
     print(f"\n{'stage':<28}{'records':>10}{'% of generated':>16}  dropped")
@@ -110,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return p
 
     stage("generate", "over-generate samples with the teacher (resumable)", cmd_generate)
-    stage("filter", "run the critics and dedup over generated shards (resumable)", cmd_filter)
+    fi = stage("filter", "run the critics and dedup over generated shards (resumable)", cmd_filter)
+    fi.add_argument("--allow-partial", action="store_true", help="filter a generate run that stopped before its end "
+                    "(budget, error): its finished shards only")
     co = stage("corpus", "turn kept records into a Hugging Face dataset with a card and plots", cmd_corpus)
     co.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hub repo (private unless corpus.hub.private=false)")
     ins = sub.add_parser("inspect", help="print a summary of a corpus: splits, sizes, funnel, examples")
@@ -137,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except DistillError as e:
         print(f"distill: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment said no (read-only disk, full disk, a file in the way)
+        from distill.errors import os_error_message
+
+        print(f"distill: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("distill: interrupted; finished shards are kept, rerun the same command to resume", file=sys.stderr)

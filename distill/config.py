@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from distill.errors import ConfigError
 
@@ -108,6 +108,19 @@ class TemplateTask(Strict):
     sampling: Sampling = Sampling()
     limit: int | None = Field(None, gt=0)
 
+    @field_validator("prompt")
+    @classmethod
+    def _a_format_template(cls, v: str) -> str:
+        import string
+
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        except ValueError as e:  # "expected '}' before end of string", "Single '}' encountered ..."
+            raise ValueError(f"not a valid str.format template ({e}); write a literal brace as {{{{ or }}}}") from None
+        if any(f == "" or f.isdigit() for f in fields):
+            raise ValueError("fields must be named, like {text}: a template is filled from the seed file's fields")
+        return v
+
 
 TaskConfig = Annotated[Union[ParaphrasePairsTask, ParaphraseInstructTask, TemplateTask], Field(discriminator="name")]
 
@@ -201,6 +214,8 @@ class FilterConfig(Strict):
                                                                CriticSpec(type="length_ratio"), CriticSpec(type="lexical")])
     dedup: DedupConfig = DedupConfig()
     write_rejects: bool = True
+    allow_partial: bool = Field(False, description="filter the finished shards of a generate run that did not finish "
+                                "(stopped by its budget or an error); off: such a run is refused")
 
 
 # ---- corpus (distill corpus) -------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 from distill import __version__
 from distill.cache import RequestCache
 from distill.config import RunConfig, dump_config
-from distill.errors import BudgetExhausted, ConfigError
+from distill.errors import BudgetExhausted, ConfigError, ensure_dir
 from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
 
 #: config fields that decide what is generated; a rerun into the same output folder
@@ -57,7 +57,7 @@ def versions() -> dict[str, str]:
 @dataclass
 class GenerateSummary:
     output_dir: str
-    status: str  # complete | budget_exhausted
+    status: str  # complete | budget_exhausted | incomplete (another rank's shards are missing)
     shards_total: int
     shards_done: int
     shards_written_now: int
@@ -121,6 +121,7 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
     todo = [i for i in range(n_shards) if i % world_size == rank and not store.is_done(i)]
     status, message, written, teacher = "complete", "", 0, None
     if todo:
+        ensure_dir(out, "output_dir")  # a file in the way or a read-only disk fails here, before a model loads
         own_backend = backend is None
         backend = backend or make_backend(cfg.teacher)  # a missing model fails here, before anything is written
         try:
@@ -133,24 +134,40 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
                 "versions": versions(), "shards_total": n_shards, "command": sys.argv,
             }
             atomic_write_json(out / "manifest.json", manifest)
-            atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
-            cache = RequestCache(out / "cache.sqlite")
             try:
-                teacher = _make_teacher(backend, cache, budget, task, seeds, per, todo, progress)
+                atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
+                cache = RequestCache(out / "cache.sqlite")
                 try:
-                    written, stopped = _generate_shards(task, teacher, seeds, per, todo, store, cfg.round)
-                    if stopped:
-                        status = "budget_exhausted"
-                        message = f"{stopped}. Finished shards are kept; raise the budget and rerun to continue."
+                    teacher = _make_teacher(backend, cache, budget, task, seeds, per, todo, progress)
+                    try:
+                        written, stopped = _generate_shards(task, teacher, seeds, per, todo, store, cfg.round)
+                        if stopped:
+                            status = "budget_exhausted"
+                            message = (f"stopped by the budget: {stopped}. Finished shards and every paid sample are "
+                                       f"kept; raise the budget and rerun to continue.")
+                    finally:
+                        if teacher.progress is not None:
+                            teacher.progress.close()
                 finally:
-                    if teacher.progress is not None:
-                        teacher.progress.close()
-            finally:
-                cache.close()
+                    cache.close()
+            except BaseException as e:  # the manifest must not go on saying "running"
+                _mark_stopped(out / "manifest.json", "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                              str(e) or type(e).__name__)
+                raise
         finally:
             if own_backend:
                 backend.close()
     return _summarize(out, store, n_shards, budget, status, message, written, teacher, todo, world_size, t0)
+
+
+def _mark_stopped(mpath: Path, status: str, error: str) -> None:
+    """Record in the manifest why the run stopped (best effort: the disk may be what failed)."""
+    try:
+        manifest = json.loads(mpath.read_text())
+        manifest.update(status=status, error=error)
+        atomic_write_json(mpath, manifest)
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        pass
 
 
 def _make_teacher(backend, cache, budget, task, seeds, per, todo, progress):
@@ -223,6 +240,7 @@ def _summarize(out: Path, store: ShardStore, n_shards: int, budget, status: str,
         mpath = out / "manifest.json"
         if mpath.is_file():
             manifest = json.loads(mpath.read_text())
+            manifest.pop("error", None)
             manifest.update(status=status, summary=summary.as_dict())
             atomic_write_json(mpath, manifest)
         atomic_write_json(out / "generate_stats.json", summary.as_dict())

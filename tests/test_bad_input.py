@@ -204,7 +204,8 @@ def test_unreachable_endpoint_fails_clearly_and_a_rerun_resumes(tmp_path):
     assert_clean_error(gen(dead), dead, "failed 2 times", "connection", "rerun")
     assert shard_state(out) == ([], [])
     assert_no_garbage(out)
-    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and dead in manifest["error"]
 
     with FaultServer() as server:
         # the endpoint answers shard 0 (one request per input, n=2), then fails for good

@@ -261,3 +261,23 @@ def test_budget_cost_cap_counts_in_flight_calls(tmp_path):
         one_call = budget.cost(len("Cost prompt 99") // 3 + 1, 4 * P.max_tokens)
         assert 0.001 <= spent <= 0.001 + one_call
         backend.close()
+
+
+def test_budget_stop_has_its_own_exit_status_and_says_so(tmp_path):
+    seeds = seeds_file(tmp_path, 24)
+    out = tmp_path / "out"
+    with FaultServer(delay=0.02) as server:
+        p = subprocess.run(generate_cmd(seeds, out, server.url, "--set", "budget.max_completion_tokens=300"),
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 3, p.stderr[-3000:]
+        assert "stopped by the budget (exit 3)" in p.stderr and "Traceback" not in p.stderr
+        assert "budget_exhausted" in p.stdout and "max_completion_tokens=300" in p.stdout
+        paid = sum(e.completion_tokens for e in server.ledger)
+        assert 300 <= paid <= 300 + 4 * 64  # k=4 samples of at most 64 tokens: one request over at most
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["status"] == "budget_exhausted" and "stopped by the budget" in manifest["summary"]["message"]
+        stats = json.loads((out / "generate_stats.json").read_text())
+        assert stats["completion_tokens_paid"] == paid  # every paid answer is in the ledger of the run
+        p = subprocess.run(generate_cmd(seeds, out, server.url), capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert len({e.key for e in server.ledger}) == len(server.ledger) == 24  # nothing paid twice

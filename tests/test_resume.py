@@ -34,9 +34,9 @@ def cli(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "distill.cli", "generate", *TINY, *extra, "-o", str(out)]
 
 
-def run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+def run(out: Path, *extra: str, code: int = 0) -> subprocess.CompletedProcess:
     p = subprocess.run(cli(out, *extra), capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=out.parent)
-    assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr[-3000:]}"
+    assert p.returncode == code, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr[-3000:]}"
     return p
 
 
@@ -205,8 +205,8 @@ def test_budget_stops_after_first_shard_then_rerun_completes(reference, tmp_path
     # (or, when shard 1 kept no context and so needs none, before shard 2) stops the run
     limit = m0["completion_tokens_paid"] + 1
     expect_done = [0] if m1["counts"].get("contexts_kept", 0) else [0, 1]
-    p = run(out, "--set", f"budget.max_completion_tokens={limit}")
-    assert "budget_exhausted" in p.stdout and "budget reached" in p.stdout
+    p = run(out, "--set", f"budget.max_completion_tokens={limit}", code=3)  # its own exit status
+    assert "budget_exhausted" in p.stdout and "budget reached" in p.stdout and "exit 3" in p.stderr
     manifest = read_json(out / "manifest.json")
     assert manifest["status"] == "budget_exhausted"
     assert manifest["summary"]["shards_done"] == len(expect_done)
