@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distill.errors import DistillError
+from distill.errors import BudgetExhausted, DistillError
 
 #: exit status of a run the budget stopped: finished work is kept, and it is not done
 EXIT_BUDGET = 3
@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BudgetExhausted as e:  # a stage that stops on the budget (distill run's generate)
+        print(f"distill: {e} (exit {EXIT_BUDGET}: stopped by the budget)", file=sys.stderr)
+        return EXIT_BUDGET
     except DistillError as e:
         print(f"distill: error: {e}", file=sys.stderr)
         return 2

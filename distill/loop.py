@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import ParaphraseInstructTask, RunConfig, dump_config
-from distill.errors import DistillError
+from distill.errors import BudgetExhausted, DistillError
 from distill.shards import atomic_write, atomic_write_json
 
 
@@ -103,6 +103,8 @@ def run_round(cfg: RunConfig, k: int, rcfg: RunConfig, progress: bool) -> dict[s
         return out
 
     gen = timed("generate", run_generate, rcfg, progress=progress)
+    if gen.status == "budget_exhausted":
+        raise BudgetExhausted(f"round {k}: {gen.message}")
     if gen.status != "complete":
         raise DistillError(f"round {k}: generation stopped ({gen.status}): {gen.message}")
     fstats = timed("filter", run_filter, rcfg, progress=progress)

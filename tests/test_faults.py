@@ -281,3 +281,13 @@ def test_budget_stop_has_its_own_exit_status_and_says_so(tmp_path):
         p = subprocess.run(generate_cmd(seeds, out, server.url), capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr[-3000:]
         assert len({e.key for e in server.ledger}) == len(server.ledger) == 24  # nothing paid twice
+
+
+def test_distill_run_stopped_by_the_budget_exits_3(tmp_path):
+    seeds = seeds_file(tmp_path, 24)
+    with FaultServer() as server:
+        cmd = generate_cmd(seeds, tmp_path / "loop", server.url, "--set", "budget.max_completion_tokens=100")
+        cmd[cmd.index("generate")] = "run"
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 3, p.stderr[-3000:]
+    assert "round 1: stopped by the budget" in p.stderr and "exit 3" in p.stderr and "Traceback" not in p.stderr

@@ -203,3 +203,34 @@ def test_shared_prefill_keeps_every_sample_in_its_slot(backend, monkeypatch):
     # the same sample of the same prompt, asked for in another order / another request, matches
     alone = _texts(backend, [Request(c, params, (1,), 3)], share=True)
     assert alone[0][0] == on[2][2]
+
+
+def test_each_batch_is_delivered_before_the_next_is_admitted(backend):
+    """A kill between batches loses nothing: every finished batch is handed over (and so cached)
+    before the next one asks the budget gate; prompt tokens go with a request's first sample."""
+    from contextlib import contextmanager
+
+    events: list = []
+
+    class Gate:
+        @contextmanager
+        def hold(self, completion_tokens, prompt_tokens):
+            events.append(("hold", completion_tokens, prompt_tokens))
+            yield
+
+    reqs = [Request(p, SAMPLE, (0, 1, 2), 3) for p in PROMPTS]
+    backend.batch_size = 2
+    try:
+        results = backend.generate_requests(reqs, deliver=lambda i, idx, comps, pt: events.append(("got", i, idx, pt)),
+                                            gate=Gate())
+    finally:
+        backend.batch_size = 4
+    holds = [e for e in events if e[0] == "hold"]
+    assert len(holds) == 3 and all(h[1] == 2 * SAMPLE.max_tokens for h in holds)  # 6 rows, 2 per batch
+    kinds = [e[0] for e in events]
+    assert kinds == ["hold", "got", "got"] * 3
+    got = [e for e in events if e[0] == "got"]
+    assert sorted((i, idx[0]) for _, i, idx, _ in got) == [(i, j) for i in range(2) for j in range(3)]
+    billed = {i: sum(pt for _, r, _, pt in got if r == i) for i in range(2)}
+    assert billed == {i: results[i].prompt_tokens for i in range(2)}
+    assert sum(h[2] for h in holds) == sum(r.prompt_tokens for r in results)

@@ -105,6 +105,30 @@ def test_determinism_and_partial_indices(backend):
 
 @pytest.mark.vllm
 @pytest.mark.slow
+def test_finished_calls_are_cached_before_the_next_one(backend, tmp_path):
+    """A stop between two LLM.generate calls (here the budget, as a kill would) keeps the first
+    call's samples in the cache: the rerun computes only the second."""
+    from distill.cache import RequestCache
+    from distill.errors import BudgetExhausted
+    from distill.generator.teacher import Budget, Teacher
+
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    old = backend.chunk_size
+    backend.chunk_size = 1
+    try:
+        with pytest.raises(BudgetExhausted):
+            Teacher(backend, cache, Budget(max_completion_tokens=1)).generate([PROMPT, CHAT[0]["content"]], 2, SAMPLE)
+        assert len(cache) == 2  # the first call's two samples
+        t = Teacher(backend, cache)
+        out = t.generate([PROMPT, CHAT[0]["content"]], 2, SAMPLE)
+        assert t.cached_samples == 2 and t.usage.samples == 2 and [len(x) for x in out] == [2, 2]
+    finally:
+        backend.chunk_size = old
+        cache.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_close_twice(backend):
     """Runs last (file order): it shuts the module's engine down."""
     backend.close()
