@@ -15,6 +15,7 @@ Both need ``id``, ``x``, ``y``, ``label`` and ``split`` (``train``, ``dev`` or `
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,19 @@ LETTERS = ("P", "C", "M", "D")
 #: the kinds of a meaning change (``M``) the labelling guide names; others are accepted as given
 M_KINDS = ("added", "dropped", "fact", "role", "number", "time", "negation", "attribution")
 SPLITS = ("train", "dev", "test")
+#: how new labels are split, by a hash of the source sentence (x): every pair of one x lands in one split
+SPLIT_FRACTIONS = (("train", 0.5), ("dev", 0.2), ("test", 0.3))
+
+
+def split_of(x: str) -> str:
+    """The split of a labelled pair with source sentence ``x`` (stable: a hash of x)."""
+    h = int(hashlib.sha1(x.strip().lower().encode()).hexdigest()[:8], 16) / 16**8
+    acc = 0.0
+    for name, frac in SPLIT_FRACTIONS:
+        acc += frac
+        if h < acc:
+            return name
+    return SPLIT_FRACTIONS[-1][0]
 
 
 @dataclass

@@ -100,6 +100,12 @@ def cmd_critic(args) -> int:
     return cli_train(args.rest)
 
 
+def cmd_view(args) -> int:
+    from distill.view.app import serve
+
+    return serve(args.path, host=args.host, port=args.port, labels=args.labels)
+
+
 def cmd_show_config(args) -> int:
     from distill.config import dump_config
 
@@ -140,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     cr.add_argument("action", choices=["train"])
     cr.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action (see distill critic train -h)")
     cr.set_defaults(func=cmd_critic)
+    vw = sub.add_parser("view", help="a local web page: watch a run live, browse kept and dropped records, label "
+                        "pairs, judge blind sheets")
+    vw.add_argument("path", help="a `distill generate` or `distill run` output folder")
+    vw.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    vw.add_argument("--port", type=int, default=8765)
+    vw.add_argument("--labels", help="labels JSONL to write (default: PATH/labels.jsonl)")
+    vw.set_defaults(func=cmd_view)
     c = sub.add_parser("show-config", help="print the effective config (defaults, file and overrides merged)")
     _config_args(c)
     c.set_defaults(func=cmd_show_config)

@@ -152,8 +152,8 @@ class _WeightsKeyed:
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
         self.model_id = f"{inner.model_id}@{digest}"
 
-    def generate_requests(self, requests):
-        return self.inner.generate_requests(requests)
+    def generate_requests(self, requests, **stream):  # deliver= / gate= when the inner backend streams
+        return self.inner.generate_requests(requests, **stream)
 
     def __getattr__(self, name: str) -> Any:  # everything else (refuse_constraints, ...) is the inner backend's
         return getattr(self.inner, name)

@@ -30,7 +30,6 @@ from pathlib import Path
 LABELS = ("P", "C", "M", "D")
 KINDS = ("added", "dropped", "fact", "role", "number", "time", "negation", "attribution")
 STRICT = {"M": 3, "D": 2, "C": 1, "P": 0}
-SPLITS = (("train", 0.5), ("dev", 0.2), ("test", 0.3))
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -69,14 +68,7 @@ def keep_chain(spec: dict[str, dict], pool: list[dict]) -> list[dict]:
     return alive
 
 
-def split_of(x: str) -> str:
-    h = int(hashlib.sha1(x.strip().lower().encode()).hexdigest()[:8], 16) / 16**8
-    acc = 0.0
-    for name, frac in SPLITS:
-        acc += frac
-        if h < acc:
-            return name
-    return SPLITS[-1][0]
+from distill.critics.labels import split_of  # noqa: E402  (one split rule for every labels file)
 
 
 def cmd_sheets(a) -> None:
