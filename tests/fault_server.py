@@ -73,6 +73,7 @@ class FaultServer:
         self.mix: dict[str, float] = {}
         self.rng = random.Random(0)
         self.ledger: list[Paid] = []
+        self.ok_headers: list[dict[str, str]] = []  # headers for the next normal answers, one dict each
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -213,7 +214,9 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 if server.delay:
                     server._stop.wait(server.delay * (server.rng.random() if server.jitter else 1.0))
                 answer = server.answer(self.path, body)
-                self._json(200, answer)
+                with server._lock:
+                    extra = server.ok_headers.pop(0) if server.ok_headers else None
+                self._json(200, answer, extra)
                 return server.pay(self.path, body, answer, late=False)
             if fault == "hang":
                 server._stop.wait(server.hang_s)

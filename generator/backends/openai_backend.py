@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from distill.errors import DistillError, TeacherError
+from distill.generator.backends.ratelimit import RateLimiter
 from distill.generator.backends.base import (
     Backend, Completion, Deliver, Gate, GateFull, OpenGate, Prompt, Request, Result, SamplingParams, apply_stop, prompt_text,
     request_seed, sample_seed,
@@ -105,7 +106,8 @@ class OpenAIBackend(Backend):
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  mode: str = "completion", concurrency: int = 8, timeout: float = 60.0,
                  max_retries: int = 6, backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 vllm_extensions: bool | None = None) -> None:
+                 vllm_extensions: bool | None = None, requests_per_minute: float | None = None,
+                 tokens_per_minute: float | None = None) -> None:
         from openai import AsyncOpenAI
 
         if mode not in ("completion", "chat"):
@@ -125,6 +127,7 @@ class OpenAIBackend(Backend):
         self.vllm_extensions = (not is_openai) if vllm_extensions is None else vllm_extensions
         self.chunk_size = concurrency * 4
         self.n_supported = True  # set False for good once the endpoint refuses n > 1
+        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self._loop = asyncio.new_event_loop()
         # Our hard timeout (asyncio.wait_for) ends a request; httpx's is a backstop.
         self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout + 5)
@@ -252,8 +255,10 @@ class OpenAIBackend(Backend):
         caller delivers before its next await, so the held tokens become spent at once)."""
         from openai import APIConnectionError, APIStatusError, APITimeoutError
 
-        create = self._client.chat.completions.create if self.mode == "chat" else self._client.completions.create
+        api = self._client.chat.completions if self.mode == "chat" else self._client.completions
+        create = api.with_raw_response.create  # the headers carry the provider's rate-limit state
         body = {**self._body(prompt, params, n, seed), **(extra or {})}
+        reserve = _prompt_estimate(prompt) + n * body.get("max_tokens", params.max_tokens)
         held = None
         last = ""
         try:
@@ -269,7 +274,10 @@ class OpenAIBackend(Backend):
                         except GateFull:  # room only if the calls in flight come back short
                             await batch.wait_for_a_return()
                     try:
-                        return await asyncio.wait_for(create(**body), self.timeout)
+                        await self.limiter.wait(reserve)
+                        raw = await asyncio.wait_for(create(**body), self.timeout)
+                        self.limiter.read_headers(raw.headers)
+                        return raw.parse()
                     except (asyncio.TimeoutError, APITimeoutError):
                         last = f"no answer within {self.timeout:g} s"
                     except APIConnectionError as e:
@@ -282,6 +290,10 @@ class OpenAIBackend(Backend):
                             raise TeacherError(f"Teacher endpoint {self.endpoint} refused the request "
                                                f"(HTTP {status}): {msg}") from None
                         last, wait = f"HTTP {status}: {msg}", _retry_after(e.response.headers)
+                        if status == 429:  # the limit is the endpoint's, not this request's: everyone waits
+                            self.limiter.read_headers(e.response.headers)
+                            if wait is not None:
+                                self.limiter.pause(min(wait, self.backoff_max))
                 if attempt == self.max_retries:
                     break
                 batch.halt_if_failed()
