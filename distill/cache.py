@@ -32,13 +32,17 @@ def cache_key(model_id: str, prompt: Prompt, params: SamplingParams, index: int,
 
 
 class RequestCache:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        """``readonly``: read an existing cache without writing anything (``--estimate``)."""
         self.path = Path(path)
+        self._lock = threading.Lock()
+        if readonly:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Written from the thread that drives the teacher, which is not always the one that
         # opened it (an event loop on a helper thread in notebooks); the lock serialises use.
         self.db = sqlite3.connect(self.path, check_same_thread=False)
-        self._lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(

@@ -30,6 +30,11 @@ def cmd_generate(args) -> int:
     from distill.runner import run_generate
 
     cfg = _load(args)
+    if args.estimate:
+        from distill.generator.estimate import estimate_generate
+
+        print(estimate_generate(cfg).text())
+        return 0
     s = run_generate(cfg, progress=not args.no_progress)
     print(f"\n{s.status}: {s.shards_done}/{s.shards_total} shards, {s.records} records in {s.output_dir}/shards")
     print(f"tokens paid for (whole run): prompt {s.prompt_tokens_paid}, completion {s.completion_tokens_paid}"
@@ -91,6 +96,14 @@ def cmd_eval(args) -> int:
 def cmd_run(args) -> int:
     from distill.loop import cli_run
 
+    if args.estimate:
+        from distill.generator.estimate import estimate_generate
+        from distill.loop import round_config
+
+        est = estimate_generate(round_config(_load(args), 1, None))
+        print("round 1's generate (later rounds sample the students, whose cost is local compute):")
+        print(est.text())
+        return 0
     return cli_run(_load(args), progress=not args.no_progress)
 
 
@@ -124,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         return p
 
-    stage("generate", "over-generate samples with the teacher (resumable)", cmd_generate)
+    ge = stage("generate", "over-generate samples with the teacher (resumable)", cmd_generate)
+    ge.add_argument("--estimate", action="store_true", help="print the requests, tokens and cost range of the "
+                    "unfinished shards, and what the cache holds, without sending anything")
     fi = stage("filter", "run the critics and dedup over generated shards (resumable)", cmd_filter)
     fi.add_argument("--allow-partial", action="store_true", help="filter a generate run that stopped before its end "
                     "(budget, error): its finished shards only")
@@ -141,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                     "first N inputs from what was last evaluated")
     sh.add_argument("--score-sheet", metavar="FILE", help="score a filled sheet (.jsonl or .csv) into results.json/.md")
     ev.add_argument("--sheet-copy", action="store_true", help="--sheet: also judge the copy baseline")
-    stage("run", "the whole loop: generate, filter, corpus, train, eval, for loop.rounds rounds", cmd_run)
+    ru = stage("run", "the whole loop: generate, filter, corpus, train, eval, for loop.rounds rounds", cmd_run)
+    ru.add_argument("--estimate", action="store_true", help="estimate round 1's generate (see generate --estimate)")
     cr = sub.add_parser("critic", help="critic tools: `distill critic train LABELS.jsonl ...`")
     cr.add_argument("action", choices=["train"])
     cr.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action (see distill critic train -h)")

@@ -146,6 +146,8 @@ class OpenAIOptions(Strict):
     concurrency: int = Field(8, gt=0)
     timeout: float = Field(60.0, gt=0, description="hard per-request timeout, seconds")
     max_retries: int = Field(6, ge=0)
+    tokenizer: str | None = Field(None, description="hub id or folder of the served model's tokenizer: --estimate "
+                                  "counts prompt tokens with it (None: about 4 characters a token)")
     requests_per_minute: float | None = Field(None, gt=0, description="client-side limit; None: only the server's")
     tokens_per_minute: float | None = Field(None, gt=0, description="client-side limit on prompt + n x max_tokens "
                                             "sent per minute, as providers count them; None: none")

@@ -68,6 +68,8 @@ class FaultServer:
         self.max_choices: int | None = None
         self.delay = delay  # seconds each normal answer takes (lets requests overlap)
         self.jitter = False  # each answer takes a random time in [0, delay) instead
+        self.tokenizer = None  # a transformers tokenizer: count prompt tokens as a vLLM server of that model would
+        self.fill = False  # every sample runs to max_tokens (usage and token_ids say so)
         self.hang_s = hang_s
         self.requests: list[tuple[str, dict]] = []
         self.mix: dict[str, float] = {}
@@ -159,6 +161,9 @@ class FaultServer:
                 texts[j] = t[: pos + len(s)] if body.get("include_stop_str_in_output") else t[:pos]
             finish.append("stop" if hits else "length")
         tokens = [len(t.split()) for t in texts]
+        if self.fill:
+            limit = body.get("max_tokens") or body.get("max_completion_tokens") or 16
+            tokens, finish = [limit] * len(texts), ["length"] * len(texts)
         choices = []
         for i, (t, f, k) in enumerate(zip(texts, finish, tokens)):
             c: dict = {"index": i, "finish_reason": f, "logprobs": None}
@@ -171,8 +176,17 @@ class FaultServer:
             choices.append(c)
         return {"id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion",
                 "created": 0, "model": body.get("model", "fake"), "choices": choices,
-                "usage": {"prompt_tokens": len(str(prompt).split()), "completion_tokens": sum(tokens),
-                          "total_tokens": len(str(prompt).split()) + sum(tokens)}}
+                "usage": {"prompt_tokens": self.prompt_tokens(body, chat), "completion_tokens": sum(tokens),
+                          "total_tokens": self.prompt_tokens(body, chat) + sum(tokens)}}
+
+    def prompt_tokens(self, body: dict, chat: bool) -> int:
+        if self.tokenizer is None:
+            prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+            return len(str(prompt).split())
+        if chat:
+            ids = self.tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, tokenize=True)
+            return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        return len(self.tokenizer(body["prompt"])["input_ids"])
 
 
 def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:

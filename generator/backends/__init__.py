@@ -30,5 +30,5 @@ def make_backend(cfg) -> Backend:
 
         if not cfg.model:
             raise ConfigError("teacher.model: the openai backend needs the served model's name (e.g. gpt-4o-mini)")
-        return OpenAIBackend(model=cfg.model, **cfg.openai.model_dump())
+        return OpenAIBackend(model=cfg.model, **cfg.openai.model_dump(exclude={"tokenizer"}))
     raise ValueError(f"unknown backend {cfg.backend!r}")
