@@ -113,6 +113,31 @@ def cmd_critic(args) -> int:
     return cli_train(args.rest)
 
 
+def cmd_cancel(args) -> int:
+    from pathlib import Path
+
+    from distill.config import load_config
+    from distill.generator.backends import make_backend
+    from distill.generator.backends.openai_batch import open_batches
+
+    run = Path(args.run)
+    if not (run / "config.yaml").is_file():
+        raise DistillError(f"{run} is not a `distill generate` output folder (no config.yaml)")
+    cfg = load_config(run / "config.yaml")
+    ids = open_batches(run) if (run / "batches").is_dir() else []
+    if not ids:
+        print(f"no open batch jobs in {run}")
+        return 0
+    backend = make_backend(cfg.teacher)
+    try:
+        for b, status in zip(ids, backend.cancel_batches(ids)):
+            print(f"{b}: {status}")
+    finally:
+        backend.close()
+    print("finished answers stay in the cache; rerunning `distill generate` sends the rest as new batches")
+    return 0
+
+
 def cmd_view(args) -> int:
     from distill.view.app import serve
 
@@ -162,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     cr.add_argument("action", choices=["train"])
     cr.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action (see distill critic train -h)")
     cr.set_defaults(func=cmd_critic)
+    ca = sub.add_parser("cancel", help="cancel the Batch jobs a `distill generate` run (teacher.openai.batch) has open")
+    ca.add_argument("run", help="the run's output folder")
+    ca.set_defaults(func=cmd_cancel)
     vw = sub.add_parser("view", help="a local web page: watch a run live, browse kept and dropped records, label "
                         "pairs, judge blind sheets")
     vw.add_argument("path", help="a `distill generate` or `distill run` output folder")

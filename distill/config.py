@@ -149,6 +149,9 @@ class OpenAIOptions(Strict):
     tokenizer: str | None = Field(None, description="hub id or folder of the served model's tokenizer: --estimate "
                                   "counts prompt tokens with it (None: about 4 characters a token)")
     requests_per_minute: float | None = Field(None, gt=0, description="client-side limit; None: only the server's")
+    batch: bool = Field(False, description="send each shard's requests as one Batch job (Files + Batches API; "
+                        "half the price, answers within 24 h); resumable, never resubmitted")
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between polls of a submitted batch")
     tokens_per_minute: float | None = Field(None, gt=0, description="client-side limit on prompt + n x max_tokens "
                                             "sent per minute, as providers count them; None: none")
 
@@ -173,6 +176,8 @@ class BudgetConfig(Strict):
     max_cost: float | None = Field(None, gt=0, description="stop once this cost is reached (needs prices)")
     price_per_million_prompt_tokens: float = Field(0.0, ge=0)
     price_per_million_completion_tokens: float = Field(0.0, ge=0)
+    batch_price_factor: float = Field(0.5, gt=0, le=1, description="with teacher.openai.batch: the prices above "
+                                      "times this (OpenAI's Batch API bills half)")
 
 
 class CriticSpec(BaseModel):

@@ -91,15 +91,16 @@ def _check_resume(out: Path, cfg: RunConfig) -> None:
             f"the two; use another output_dir, or delete {out} to start over.")
 
 
-def _budget(b):
-    """The teacher's Budget from the config's budget section."""
+def _budget(b, teacher=None):
+    """The teacher's Budget from the config's budget section (batch prices for a batch teacher)."""
     from distill.generator.teacher import Budget
 
     if b.max_cost is not None and not (b.price_per_million_prompt_tokens or b.price_per_million_completion_tokens):
         raise ConfigError("budget.max_cost needs budget.price_per_million_prompt_tokens and/or "
                           "budget.price_per_million_completion_tokens")
-    return Budget(b.max_completion_tokens, b.max_cost, b.price_per_million_prompt_tokens,
-                  b.price_per_million_completion_tokens)
+    factor = b.batch_price_factor if teacher is not None and teacher.backend == "openai" and teacher.openai.batch else 1.0
+    return Budget(b.max_completion_tokens, b.max_cost, b.price_per_million_prompt_tokens * factor,
+                  b.price_per_million_completion_tokens * factor)
 
 
 def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int = 0, world_size: int = 1) -> GenerateSummary:
@@ -112,7 +113,7 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
     t0 = time.perf_counter()
     out = Path(cfg.output_dir)
     _check_resume(out, cfg)
-    budget = _budget(cfg.budget)
+    budget = _budget(cfg.budget, cfg.teacher)
     task = build_task(cfg.task.model_copy(deep=True), cfg.seed)
     seeds = task.seeds()  # seed files are read and checked before any model is loaded
     per = cfg.shards.items_per_shard
@@ -127,6 +128,9 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
         try:
             out.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(out, store.dir)
+            if getattr(backend, "batch", False):  # batch jobs are recorded (and resumed) under the run
+                backend.state_dir = out
+                remove_stale_temps(out / "batches")
             task.resolve_defaults(backend)
             manifest = {
                 "status": "running", "fingerprint": fingerprint(cfg), "config": cfg.model_dump(mode="json"),

@@ -158,7 +158,7 @@ def estimate_generate(cfg: RunConfig) -> Estimate:
 
     out = Path(cfg.output_dir)
     _check_resume(out, cfg)
-    budget = _budget(cfg.budget)
+    budget = _budget(cfg.budget, cfg.teacher)
     task = build_task(cfg.task.model_copy(deep=True), cfg.seed)
     seeds = task.seeds()
     per = cfg.shards.items_per_shard

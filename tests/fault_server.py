@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -76,6 +77,11 @@ class FaultServer:
         self.rng = random.Random(0)
         self.ledger: list[Paid] = []
         self.ok_headers: list[dict[str, str]] = []  # headers for the next normal answers, one dict each
+        try:
+            from batch_api import BatchAPI
+        except ImportError:  # tests/ is a package
+            from tests.batch_api import BatchAPI
+        self.batch = BatchAPI(self)
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -211,9 +217,24 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                                           "code": status}}, headers)
 
         def do_GET(self) -> None:
+            if server.batch.handles(self.path):
+                return self._raw(*server.batch.get(self.path))
             self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
+        def _raw(self, status: int, payload: Any) -> None:
+            if isinstance(payload, bytes):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            else:
+                self._json(status, payload)
+
         def do_POST(self) -> None:
+            if server.batch.handles(self.path):
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                return self._raw(*server.batch.post(self.path, self.headers, raw))
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             fault = server._next_fault(self.path, body)
             try:

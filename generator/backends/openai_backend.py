@@ -17,6 +17,7 @@ import random
 import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
@@ -107,7 +108,7 @@ class OpenAIBackend(Backend):
                  mode: str = "completion", concurrency: int = 8, timeout: float = 60.0,
                  max_retries: int = 6, backoff_base: float = 0.5, backoff_max: float = 30.0,
                  vllm_extensions: bool | None = None, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None) -> None:
+                 tokens_per_minute: float | None = None, batch: bool = False, batch_poll_s: float = 30.0) -> None:
         from openai import AsyncOpenAI
 
         if mode not in ("completion", "chat"):
@@ -126,6 +127,11 @@ class OpenAIBackend(Backend):
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.vllm_extensions = (not is_openai) if vllm_extensions is None else vllm_extensions
         self.chunk_size = concurrency * 4
+        # Batch jobs: one per generate call (a task phase of a shard), recorded under state_dir
+        # (the run's output folder, set by the runner) so that a rerun resumes instead of resubmitting
+        self.batch, self.batch_poll_s, self.state_dir = batch, batch_poll_s, None
+        if batch:
+            self.chunk_size = None
         self.n_supported = True  # set False for good once the endpoint refuses n > 1
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self._loop = asyncio.new_event_loop()
@@ -157,7 +163,28 @@ class OpenAIBackend(Backend):
         self.refuse_constraints(r.constraints for r in requests)  # logit_bias holds 300 tokens: too few
         if self.mode == "completion" and any(not isinstance(r.prompt, str) for r in requests):
             raise DistillError("teacher.mode 'completion' needs text prompts; use mode 'chat' for chat messages")
+        if self.batch:
+            from distill.generator.backends.openai_batch import BatchJobs
+
+            jobs = BatchJobs(self, Path(self.state_dir) if self.state_dir else None, self.batch_poll_s, self.max_retries)
+            return self._run(jobs.run(requests, deliver, gate))
         return self._run(self._generate_all(requests, _Batch(self.concurrency, deliver, gate)))
+
+    def _parse_batch_body(self, body: dict[str, Any], params: SamplingParams, k: int) -> tuple[list[Completion], int]:
+        """A batch output line's response body as completions, and the prompt tokens it billed."""
+        if self.mode == "chat":
+            from openai.types.chat import ChatCompletion as Parsed
+        else:
+            from openai.types import Completion as Parsed
+        resp = Parsed.model_validate(body)
+        return self._completions(resp, params, k), _usage(resp, "prompt_tokens")
+
+    def cancel_batches(self, batch_ids: list[str]) -> list[str]:
+        """Cancel these batches (``distill cancel``); returns the status each reports."""
+        async def go():
+            return [(await self._client.batches.cancel(b)).status for b in batch_ids]
+
+        return self._run(go())
 
     def close(self) -> None:
         if self._closed:
