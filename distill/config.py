@@ -107,6 +107,17 @@ class TemplateTask(Strict):
     stop: list[str] = Field(default_factory=list)
     sampling: Sampling = Sampling()
     limit: int | None = Field(None, gt=0)
+    output_schema: str | None = Field(None, description="structured outputs: a JSON schema file (.json) or a pydantic "
+                                      "model as module:Class; outputs are decoded under it and validated (a failure "
+                                      "is a counted drop); None: free text")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_schema(self, handler):
+        # runs made before this field existed keep their fingerprint (distill.runner) when it is off
+        d = handler(self)
+        if isinstance(d, dict) and d.get("output_schema") is None:
+            d.pop("output_schema", None)
+        return d
 
     @field_validator("prompt")
     @classmethod

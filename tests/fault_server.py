@@ -49,6 +49,24 @@ class Paid:
         return self.path, self.prompt, self.seed, self.n
 
 
+def instance(schema: dict, tag: str):
+    """A value following a (simple) JSON schema: objects, arrays, strings, numbers, enums."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    t = schema.get("type")
+    if t == "object" or "properties" in schema:
+        return {k: instance(v, f"{tag}.{k}") for k, v in (schema.get("properties") or {}).items()}
+    if t == "array":
+        return [instance(schema.get("items") or {"type": "string"}, tag)]
+    if t == "integer":
+        return len(tag)
+    if t == "number":
+        return len(tag) / 2
+    if t == "boolean":
+        return True
+    return f"value {tag}"
+
+
 def fake_text(prompt: str, seed: int, i: int, tag: str = "") -> str:
     """The completion the server gives for sample ``i`` of a request (deterministic)."""
     return f"{tag}{prompt[-12:]}|s{seed % 1000}|{i} alpha beta END gamma delta"
@@ -71,6 +89,8 @@ class FaultServer:
         self.jitter = False  # each answer takes a random time in [0, delay) instead
         self.tokenizer = None  # a transformers tokenizer: count prompt tokens as a vLLM server of that model would
         self.fill = False  # every sample runs to max_tokens (usage and token_ids say so)
+        self.structured: list[dict] = []  # the JSON schemas requests asked their answers to follow
+        self.bad_json_every: int | None = None  # every k-th structured answer cut in half (not JSON)
         self.hang_s = hang_s
         self.requests: list[tuple[str, dict]] = []
         self.mix: dict[str, float] = {}
@@ -158,6 +178,14 @@ class FaultServer:
         if self.max_choices is not None:
             n = min(n, self.max_choices)
         texts = [fake_text(prompt, body.get("seed") or 0, i, "chat:" if chat else "") for i in range(n)]
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") \
+            or (body.get("structured_outputs") or {}).get("json")
+        if schema is not None:  # structured outputs: an instance of the schema (every bad_json_every-th broken)
+            self.structured.append(schema)
+            texts = [json.dumps(instance(schema, f"{prompt[-8:]}|{body.get('seed') or 0}|{i}")) for i in range(n)]
+            if self.bad_json_every:
+                texts = [t[: len(t) // 2] if (len(self.structured) + i) % self.bad_json_every == 0 else t
+                         for i, t in enumerate(texts)]
         stops = body.get("stop") or []
         finish = []
         for j, t in enumerate(texts):  # stop strings, vLLM-style (include_stop_str_in_output)

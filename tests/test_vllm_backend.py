@@ -105,6 +105,21 @@ def test_determinism_and_partial_indices(backend):
 
 @pytest.mark.vllm
 @pytest.mark.slow
+def test_structured_outputs_follow_the_schema(backend):
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"xWant": {"type": "string", "maxLength": 40}},
+              "required": ["xWant"], "additionalProperties": False}
+    p = SamplingParams(max_tokens=48, temperature=0.8, top_p=0.95, json_schema=json.dumps(schema))
+    out = backend.generate([CHAT], 2, p)
+    for c in out[0]:
+        jsonschema.validate(json.loads(c.text), schema)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_finished_calls_are_cached_before_the_next_one(backend, tmp_path):
     """A stop between two LLM.generate calls (here the budget, as a kill would) keeps the first
     call's samples in the cache: the rerun computes only the second."""

@@ -39,6 +39,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     include_stop: bool = False
     seed: int = 0
+    #: a JSON schema (as JSON text) every completion must follow, decoded under it (structured
+    #: outputs: xgrammar for transformers, vLLM's structured outputs, response_format for APIs)
+    json_schema: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))
@@ -52,13 +55,18 @@ class SamplingParams:
     def key(self) -> dict[str, Any]:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if d["json_schema"] is None:  # keys of unstructured samples are as before the field existed
+            del d["json_schema"]
         return d
 
     def distribution_key(self) -> dict[str, Any]:
         """What decides the token distribution. Stop strings and max_tokens only cut a
         sample short, so they stay out of the seeds: the same prompt with a longer
         max_tokens continues the same sample."""
-        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "seed": self.seed}
+        d = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "seed": self.seed}
+        if self.json_schema is not None:
+            d["json_schema"] = self.json_schema
+        return d
 
 
 @dataclass
@@ -208,6 +216,13 @@ class Backend:
         cons = list(constraints) if constraints is not None else [None] * len(prompts)
         reqs = [Request(p, params, tuple(range(n)), n, c) for p, c in zip(prompts, cons, strict=True)]
         return [r.completions for r in self.generate_requests(reqs)]
+
+    #: whether the backend decodes under SamplingParams.json_schema
+    supports_json_schema: bool = False
+
+    def refuse_json_schema(self, params: SamplingParams) -> None:
+        if params.json_schema is not None and not self.supports_json_schema:
+            raise ConfigError(f"task.output_schema: the {self.name} backend cannot decode under a JSON schema")
 
     def refuse_constraints(self, constraints: Iterable[LexicalConstraint | None]) -> None:
         """Raise when a constraint is given and this backend cannot apply it."""

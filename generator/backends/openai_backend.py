@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import random
@@ -103,6 +104,7 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     streams = True
+    supports_json_schema = True  # response_format json_schema (chat), vLLM's structured_outputs (completions)
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  mode: str = "completion", concurrency: int = 8, timeout: float = 60.0,
@@ -272,6 +274,13 @@ class OpenAIBackend(Backend):
         if self.vllm_extensions:
             body["extra_body"] = {"include_stop_str_in_output": params.include_stop,
                                   "top_k": params.top_k or -1, "return_token_ids": True}
+        if params.json_schema is not None:
+            schema = json.loads(params.json_schema)
+            if self.mode == "chat":
+                body["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": "output", "schema": schema, "strict": True}}
+            else:  # the legacy completions endpoint has no response_format: vLLM's own field
+                body.setdefault("extra_body", {})["structured_outputs"] = {"json": schema}
         return body
 
     async def _call(self, prompt: Prompt, params: SamplingParams, n: int, seed: int, batch: _Batch,

@@ -46,6 +46,7 @@ from distill.generator.models import resolve_model
 class TransformersBackend(Backend):
     name = "transformers"
     supports_constraints = True
+    supports_json_schema = True  # through xgrammar's grammar-constrained decoding
     streams = True
 
     def __init__(self, model: str | None = None, device: str = "auto", dtype: str = "auto",
@@ -130,6 +131,20 @@ class TransformersBackend(Backend):
                         billed.add(ri)
         return [Result(completions=out[ri], prompt_tokens=len(ids[ri])) for ri in range(len(requests))]
 
+    def _grammar_processor(self, schema: str):
+        """A fresh xgrammar logits processor for one generate() call (grammars compiled once)."""
+        import xgrammar as xgr
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        if getattr(self, "_grammars", None) is None:
+            info = xgr.TokenizerInfo.from_huggingface(self.tok, vocab_size=self.model.config.vocab_size,
+                                                      stop_token_ids=list(self.eos_ids))
+            self._grammars = (xgr.GrammarCompiler(info), {})
+        compiler, compiled = self._grammars
+        if schema not in compiled:
+            compiled[schema] = compiler.compile_json_schema(schema)
+        return LogitsProcessor(compiled[schema])
+
     def lexicon(self):
         """The vocabulary as the lexical constraints read it (built on first use)."""
         if self._lexicon is None:
@@ -150,6 +165,8 @@ class TransformersBackend(Backend):
             from distill.generator.backends.lexical import LexicalProcessor
 
             processors.append(LexicalProcessor(self.lexicon(), constraints, width))  # bans before sampling
+        if params.json_schema is not None:  # only tokens the schema's grammar allows, before sampling
+            processors.append(self._grammar_processor(params.json_schema))
         if params.temperature > 0:
             processors.append(_RowSeededSampler(seeds, params, self.device))
         stopping = StoppingCriteriaList()

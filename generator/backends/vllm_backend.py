@@ -21,7 +21,7 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.generator.backends.base import (
-    Backend, Completion, Deliver, Gate, OpenGate, Prompt, Request, Result, request_seed,
+    Backend, Completion, Deliver, Gate, OpenGate, Prompt, Request, Result, SamplingParams, request_seed,
 )
 from distill.generator.models import resolve_model
 
@@ -45,6 +45,7 @@ class VLLMBackend(Backend):
 
     name = "vllm"
     streams = True
+    supports_json_schema = True  # vLLM's structured outputs (xgrammar / guidance inside the engine)
 
     def __init__(
         self,
@@ -116,7 +117,15 @@ class VLLMBackend(Backend):
             max_tokens=p.max_tokens,
             stop=list(p.stop),
             include_stop_str_in_output=p.include_stop,
+            **self._structured(p),
         )
+
+    def _structured(self, p: SamplingParams) -> dict[str, Any]:
+        if p.json_schema is None:
+            return {}
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return {"structured_outputs": StructuredOutputsParams(json=p.json_schema)}
 
     def generate_requests(self, requests: list[Request], deliver: Deliver | None = None,
                           gate: Gate | None = None) -> list[Result]:
