@@ -261,3 +261,14 @@ def test_cli_binds_loopback_by_default(run):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_records_are_reread_when_a_shard_changes(run):
+    with Server(run) as s:
+        before = s.json("/api/records")["total"]
+        assert s.json("/api/records")["total"] == before  # served from memory: nothing changed
+        row = {"stage": "copy", "reason": "copy", "record": {"id": "new-1", "task": "paraphrase", "input": "A b c.",
+                                                              "output": "A b c.", "scores": {}}}
+        (run / "filtered" / "rejects" / "critics-00042.jsonl").write_text(json.dumps(row) + "\n")
+        after = s.json("/api/records")
+        assert after["total"] == before + 1 and after["facets"]["verdict"]["rejected"] >= 1

@@ -56,6 +56,17 @@ def make_app(root: str | Path, labels: str | Path | None = None, poll_s: float =
     lock = threading.Lock()
     app = FastAPI(title="distill view", docs_url=None, redoc_url=None, openapi_url=None)
 
+    memo: dict[Path, tuple[tuple, list[dict[str, Any]]]] = {}
+
+    def rows_of(d: Path) -> list[dict[str, Any]]:
+        """The round's records, read again only when a shard file changed (a keypress while
+        labelling must not reread a large run)."""
+        sig = V.files_signature(d)
+        hit = memo.get(d)
+        if hit is None or hit[0] != sig:
+            memo[d] = (sig, V.records(d))
+        return memo[d][1]
+
     def rdir(round_: str | None) -> Path:
         try:
             return run.round_dir(round_)
@@ -105,7 +116,7 @@ def make_app(root: str | Path, labels: str | Path | None = None, poll_s: float =
     def records(round: str | None = None, verdict: str = "", stage: str = "", reason: str = "", q: str = "",
                 score: str = "", lo: float | None = None, hi: float | None = None,
                 offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
-        return V.query(V.records(rdir(round)), verdict, stage, reason, q, score, lo, hi, offset, limit)
+        return V.query(rows_of(rdir(round)), verdict, stage, reason, q, score, lo, hi, offset, limit)
 
     @app.get("/api/corpus")
     def corpus(round: str | None = None) -> dict[str, Any]:
@@ -131,7 +142,7 @@ def make_app(root: str | Path, labels: str | Path | None = None, poll_s: float =
         return {r["id"]: r for r in V.read_jsonl(labels_path) if "id" in r}
 
     def pool(round_name: str) -> list[dict[str, Any]]:
-        return V.label_pool(V.records(rdir(round_name)), seed)
+        return V.label_pool(rows_of(rdir(round_name)), seed)
 
     @app.get("/api/label/next")
     def label_next(round: str | None = None) -> dict[str, Any]:

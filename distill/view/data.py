@@ -186,6 +186,21 @@ def records(d: Path) -> list[dict[str, Any]]:
     return out
 
 
+def files_signature(d: Path) -> tuple:
+    """(name, size, mtime) of every file :func:`records` reads: equal signatures, equal records."""
+    out = []
+    for sub in ("filtered/kept", "filtered/rejects", "shards"):
+        folder = d / sub
+        if folder.is_dir():
+            for p in sorted(folder.iterdir()):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                out.append((sub, p.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def _entry(r: dict[str, Any], verdict: str, stage: str, reason: str, f: Path) -> dict[str, Any]:
     if "error" in r:
         return {"error": r["error"]}
