@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from distill import __version__
-from distill.cache import RequestCache
+from distill.generator.cache import RequestCache
 from distill.config import RunConfig, dump_config
 from distill.errors import BudgetExhausted, ConfigError, ensure_dir
 from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.cache import RequestCache, cache_key
+from distill.generator.cache import RequestCache, cache_key
 from distill.config import RunConfig
 from distill.generator.backends.base import Backend, Completion, Prompt, SamplingParams, apply_stop, prompt_text
 from distill.generator.teacher import Teacher

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from distill.cache import RequestCache, cache_key
+from distill.generator.cache import RequestCache, cache_key
 from distill.errors import BudgetExhausted
 from distill.generator.backends.base import Backend, Completion, GateFull, Prompt, Request, SamplingParams, Usage
 from distill.generator.constraints import LexicalConstraint

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill.cache import RequestCache, cache_key
+from distill.generator.cache import RequestCache, cache_key
 from distill.errors import ConfigError, DistillError
 from distill.generator.backends.base import Request, SamplingParams
 from distill.generator.constraints import constraint_for, violations, words_of

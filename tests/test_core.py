@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from distill.cache import RequestCache
+from distill.generator.cache import RequestCache
 from distill.config import RunConfig, load_config
 from distill.errors import BudgetExhausted, ConfigError, DistillError
 from distill.generator.backends.base import Request, SamplingParams, apply_stop, sample_seed

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.cache import RequestCache
+from distill.generator.cache import RequestCache
 from distill.errors import BudgetExhausted, TeacherError
 from distill.generator.backends.base import Request, SamplingParams
 from distill.generator.backends.openai_backend import OpenAIBackend
@@ -215,7 +215,7 @@ def test_moving_to_another_replica_does_not_repay(tmp_path):
 
 
 def test_entries_cached_under_the_old_url_keyed_id_are_still_used(tmp_path):
-    from distill.cache import cache_key
+    from distill.generator.cache import cache_key
 
     cache = RequestCache(tmp_path / "cache.sqlite")
     with FaultServer() as server:

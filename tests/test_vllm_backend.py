@@ -123,7 +123,7 @@ def test_structured_outputs_follow_the_schema(backend):
 def test_finished_calls_are_cached_before_the_next_one(backend, tmp_path):
     """A stop between two LLM.generate calls (here the budget, as a kill would) keeps the first
     call's samples in the cache: the rerun computes only the second."""
-    from distill.cache import RequestCache
+    from distill.generator.cache import RequestCache
     from distill.errors import BudgetExhausted
     from distill.generator.teacher import Budget, Teacher
 

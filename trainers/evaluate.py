@@ -113,7 +113,7 @@ def generate(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], out: Path, 
     loaded here and released before returning."""
     if spec.kind == "copy":
         return list(inputs)
-    from distill.cache import RequestCache
+    from distill.generator.cache import RequestCache
     from distill.generator.backends import SamplingParams, make_backend
     from distill.generator.tasks.paraphrase import ParaphraseInstruct, clean_answer
     from distill.generator.teacher import Teacher
