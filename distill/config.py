@@ -71,6 +71,16 @@ class LexicalConstraints(Strict):
         return self.ban_new_names or self.ban_new_numbers or self.ban_new_times or self.boost_kept_names > 0
 
 
+def _omit_none(d, *fields: str):
+    """Leave out fields added later while they are off: runs made before they existed keep their
+    fingerprint (distill.runner)."""
+    if isinstance(d, dict):
+        for f in fields:
+            if d.get(f) is None:
+                d.pop(f, None)
+    return d
+
+
 class ParaphraseInstructTask(Strict):
     """Instruction mode: a chat teacher (instruction-tuned, API, or a trained student)
     asked to paraphrase given inputs, k samples each."""
@@ -86,12 +96,8 @@ class ParaphraseInstructTask(Strict):
     constraints: LexicalConstraints | None = Field(None, description="lexical constraints on each paraphrase; None: off")
 
     @model_serializer(mode="wrap")
-    def _omit_unset_constraints(self, handler):
-        # runs made before this field existed keep their fingerprint (distill.runner) when it is off
-        d = handler(self)
-        if isinstance(d, dict) and d.get("constraints") is None:
-            d.pop("constraints", None)
-        return d
+    def _omit_unset(self, handler):
+        return _omit_none(handler(self), "constraints")
 
 
 class TemplateTask(Strict):
@@ -112,12 +118,8 @@ class TemplateTask(Strict):
                                       "is a counted drop); None: free text")
 
     @model_serializer(mode="wrap")
-    def _omit_unset_schema(self, handler):
-        # runs made before this field existed keep their fingerprint (distill.runner) when it is off
-        d = handler(self)
-        if isinstance(d, dict) and d.get("output_schema") is None:
-            d.pop("output_schema", None)
-        return d
+    def _omit_unset(self, handler):
+        return _omit_none(handler(self), "output_schema")
 
     @field_validator("prompt")
     @classmethod

@@ -21,7 +21,9 @@ from typing import Any
 
 from distill.generator.cache import RequestCache, cache_key
 from distill.config import RunConfig
-from distill.generator.backends.base import Backend, Completion, Prompt, SamplingParams, apply_stop, prompt_text
+from distill.generator.backends.base import (
+    Backend, Completion, Prompt, SamplingParams, apply_stop, local_model_id, prompt_text,
+)
 from distill.generator.teacher import Teacher
 from distill.shards import ShardStore
 
@@ -101,14 +103,13 @@ class _DryBackend(Backend):
         self.name = cfg.backend
         self.device = "cpu" if cfg.device == "auto" else cfg.device
         if cfg.backend == "openai":
-            self._id = f"openai:{cfg.model}"
-            host = cfg.openai.base_url or "api.openai.com"
-            self.cache_aliases = (f"openai:{host}:{cfg.model}",)
+            from distill.generator.backends.openai_backend import openai_ids
+
+            self._id, self.cache_aliases = openai_ids(cfg.model, cfg.openai.base_url)
         else:
             from distill.generator.models import resolve_model
 
-            self._id = f"{cfg.backend}:{resolve_model(cfg.model)}"
-            self.cache_aliases = ()
+            self._id, self.cache_aliases = local_model_id(cfg.backend, resolve_model(cfg.model)), ()
         self.supports_constraints = cfg.backend == "transformers"
         self.groups_n = cfg.backend != "openai"
 

@@ -110,33 +110,33 @@ class Teacher:
         self.cached_samples += len(have)
         if self.progress is not None and have:
             self.progress.update(len(have))
-        todo = [Request(p, params, tuple(i for i in range(n) if ks[i] not in have), n, c)
+        todo = [(Request(p, params, tuple(i for i in range(n) if ks[i] not in have), n, c), ks)
                 for p, ks, c in zip(prompts, keys, cons) if any(k not in have for k in ks)]
         step = self.backend.chunk_size or max(len(todo), 1)
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
+            requests = [r for r, _ in chunk]
             started: set[int] = set()
 
             def deliver(i: int, indices: tuple[int, ...], comps: list[Completion], prompt_tokens: int,
-                        chunk: list[Request] = chunk, started: set[int] = started) -> None:
-                self._store(chunk[i], indices, comps, prompt_tokens, have, first=i not in started)
+                        chunk: list = chunk, started: set[int] = started) -> None:
+                self._store(chunk[i][1], indices, comps, prompt_tokens, have, first=i not in started)
                 started.add(i)
 
             t0 = time.perf_counter()
             try:
                 if self.backend.streams:
-                    self.backend.generate_requests(chunk, deliver=deliver, gate=self._gate)
+                    self.backend.generate_requests(requests, deliver=deliver, gate=self._gate)
                 else:  # stored when the whole chunk is back; the budget is checked per chunk
                     self.budget.check(*self._ledger)
-                    for i, res in enumerate(self.backend.generate_requests(chunk)):
-                        deliver(i, chunk[i].indices, res.completions, res.prompt_tokens)
+                    for i, res in enumerate(self.backend.generate_requests(requests)):
+                        deliver(i, requests[i].indices, res.completions, res.prompt_tokens)
             finally:
                 self.gen_seconds += time.perf_counter() - t0
-            lost = [r for r in chunk for i in r.indices
-                    if cache_key(model, r.prompt, params, i, r.constraints) not in have]
+            lost = sum(ks[i] not in have for r, ks in chunk for i in r.indices)
             if lost:
                 raise RuntimeError(f"the {self.backend.name} backend returned without delivering "
-                                   f"{len(lost)} requested sample(s)")
+                                   f"{lost} requested sample(s)")
         return [[have[k] for k in ks] for ks in keys]
 
     def _cached(self, keys: list[list[str]], prompts: Sequence[Prompt], params: SamplingParams,
@@ -154,18 +154,17 @@ class Teacher:
             have.update({old[a]: comp for a, comp in self.cache.get_many(list(old)).items()})
         return have
 
-    def _store(self, req: Request, indices: tuple[int, ...], comps: list[Completion], prompt_tokens: int,
+    def _store(self, keys: list[str], indices: tuple[int, ...], comps: list[Completion], prompt_tokens: int,
                have: dict[str, Completion], first: bool) -> None:
-        """Samples just handed over: into the cache (one transaction), the ledger and the bar."""
+        """Samples just handed over (``keys``: the request's cache key per sample index): into the
+        cache (one transaction), the ledger and the bar."""
         if len(indices) != len(comps):
             raise RuntimeError(f"the {self.backend.name} backend delivered {len(comps)} completions "
                                f"for {len(indices)} samples")
-        model = self.backend.model_id
         rows = []
         for j, (idx, comp) in enumerate(zip(indices, comps)):
-            k = cache_key(model, req.prompt, req.params, idx, req.constraints)
-            have[k] = comp
-            rows.append((k, comp, prompt_tokens if j == 0 else 0))
+            have[keys[idx]] = comp
+            rows.append((keys[idx], comp, prompt_tokens if j == 0 else 0))
         if self.cache is not None:
             self.cache.put_many(rows)
         done = sum(c.completion_tokens for c in comps)

@@ -21,12 +21,10 @@ from distill.critics.labels import read_labels
 
 try:
     from fault_server import FaultServer
-    from test_view import Server
-    from view_run import make_run, make_sheet
+    from test_view import Server, built, run  # noqa: F401  (the same run folder fixtures)
 except ImportError:  # tests/ is a package
     from tests.fault_server import FaultServer
-    from tests.test_view import Server
-    from tests.view_run import make_run, make_sheet
+    from tests.test_view import Server, built, run  # noqa: F401
 
 CHROMIUM = next((p for p in (os.environ.get("DISTILL_CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser")) if p), None)
@@ -59,20 +57,6 @@ def page(browser):
     yield pg
     ctx.close()
     assert not errors, errors
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("viewb") / "run"
-    make_run(root)
-    make_sheet(root)
-    return root
-
-
-@pytest.fixture
-def run(built, tmp_path) -> Path:
-    shutil.copytree(built, tmp_path / "run")
-    return tmp_path / "run"
 
 
 def shot(page, name: str) -> None:

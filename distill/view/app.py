@@ -56,16 +56,20 @@ def make_app(root: str | Path, labels: str | Path | None = None, poll_s: float =
     lock = threading.Lock()
     app = FastAPI(title="distill view", docs_url=None, redoc_url=None, openapi_url=None)
 
-    memo: dict[Path, tuple[tuple, list[dict[str, Any]]]] = {}
+    memo: dict[Path, tuple[tuple, list[dict[str, Any]], list[dict[str, Any]]]] = {}
 
-    def rows_of(d: Path) -> list[dict[str, Any]]:
-        """The round's records, read again only when a shard file changed (a keypress while
-        labelling must not reread a large run)."""
+    def read_round(d: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The round's records and its label pool, made again only when a shard file changed (a
+        keypress while labelling must not reread or reshuffle a large run)."""
         sig = V.files_signature(d)
         hit = memo.get(d)
         if hit is None or hit[0] != sig:
-            memo[d] = (sig, V.records(d))
-        return memo[d][1]
+            rows = V.records(d)
+            memo[d] = (sig, rows, V.label_pool(rows, seed))
+        return memo[d][1], memo[d][2]
+
+    def rows_of(d: Path) -> list[dict[str, Any]]:
+        return read_round(d)[0]
 
     def rdir(round_: str | None) -> Path:
         try:
@@ -142,7 +146,7 @@ def make_app(root: str | Path, labels: str | Path | None = None, poll_s: float =
         return {r["id"]: r for r in V.read_jsonl(labels_path) if "id" in r}
 
     def pool(round_name: str) -> list[dict[str, Any]]:
-        return V.label_pool(rows_of(rdir(round_name)), seed)
+        return read_round(rdir(round_name))[1]
 
     @app.get("/api/label/next")
     def label_next(round: str | None = None) -> dict[str, Any]:

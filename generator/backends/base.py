@@ -143,6 +143,11 @@ class OpenGate:
         return nullcontext()
 
 
+def local_model_id(backend: str, path: str) -> str:
+    """The model id (cache keys, records) of a model run here: the backend and the resolved path."""
+    return f"{backend}:{path}"
+
+
 def prompt_text(prompt: Prompt) -> str:
     """A stable string form of a prompt, for cache keys and logs."""
     if isinstance(prompt, str):

@@ -38,6 +38,13 @@ RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 _N_WORD = re.compile(r"(?<![\w.-])['\"`]?n['\"`]?(?![\w.-])")
 
 
+def openai_ids(model: str, base_url: str | None) -> tuple[str, tuple[str, ...]]:
+    """(model id, older ids still read from the cache). The id names the model, not where it is
+    served: replicas of one model share a cache and records. The alias is the id runs cached
+    under before it left out the URL."""
+    return f"openai:{model}", (f"openai:{base_url or OPENAI_HOST}:{model}",)
+
+
 class _NRefused(Exception):
     """The endpoint will not sample n > 1 completions in one request."""
 
@@ -143,13 +150,11 @@ class OpenAIBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        """The model, not where it is served: replicas of one model share a cache and records."""
-        return f"openai:{self.model}"
+        return openai_ids(self.model, self.base_url)[0]
 
     @property
     def cache_aliases(self) -> tuple[str, ...]:
-        """The id runs cached under before it left out the URL (those entries are still read)."""
-        return (f"openai:{self.base_url or OPENAI_HOST}:{self.model}",)
+        return openai_ids(self.model, self.base_url)[1]
 
     def generate_requests(self, requests: list[Request], deliver: Deliver | None = None,
                           gate: Gate | None = None) -> list[Result]:
@@ -208,29 +213,7 @@ class OpenAIBackend(Backend):
             return pool.submit(self._loop.run_until_complete, coro).result()
 
     async def _generate_all(self, requests: list[Request], batch: _Batch) -> list[Result]:
-        async def one(i: int, req: Request) -> Result:
-            try:
-                return await self._one(i, req, batch)
-            except _Halted:
-                raise
-            except Exception as e:
-                batch.fail(e)
-                raise
-
-        tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(requests)]
-        try:
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        except BaseException:  # cancelled or interrupted: leave nothing running on our loop between calls
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        if batch.failure is not None:
-            raise batch.failure
-        for r in results:  # pragma: no cover - every failure is recorded in batch.failure
-            if isinstance(r, BaseException):
-                raise r
-        return results
+        return await _gather_draining([self._one(i, r, batch) for i, r in enumerate(requests)], batch)
 
     async def _one(self, i: int, req: Request, batch: _Batch) -> Result:
         k = len(req.indices)
@@ -471,23 +454,29 @@ def _prompt_estimate(prompt: Prompt) -> int:
 
 
 async def _gather_draining(coros: list, batch: _Batch) -> list:
-    """All results, in order. When one fails the batch is marked failed (nothing new is sent)
-    and the others are awaited, so answers already on the way are delivered; then it raises."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
+    """All results, in order. The first failure marks the batch failed at once (nothing new is
+    sent, nothing retried) while the others are awaited, so answers already on the way are
+    delivered; then it is raised. Cancelled or interrupted: everything is cancelled."""
+    async def guarded(c):
+        try:
+            return await c
+        except _Halted:
+            raise
+        except Exception as e:
+            batch.fail(e)
+            raise
+
+    tasks = [asyncio.ensure_future(guarded(c)) for c in coros]
     try:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    except BaseException:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    except BaseException:  # leave nothing running on our loop between calls
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    errors = [r for r in results if isinstance(r, BaseException)]
-    real = [e for e in errors if not isinstance(e, _Halted)]
-    if real:
-        batch.fail(real[0])
-    if errors:
-        raise real[0] if real else errors[0]
-    return results
+    if batch.failure is not None:
+        raise batch.failure
+    return [t.result() for t in tasks]
 
 
 def _server_message(e: Any) -> str:

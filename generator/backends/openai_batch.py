@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class BatchJobs:
 
     def __init__(self, backend: Any, state_dir: Path | None, poll_s: float, max_rounds: int) -> None:
         self.b, self.state_dir, self.poll_s, self.max_rounds = backend, state_dir, poll_s, max_rounds
+        self._mem: dict[str, dict[str, Any]] = {}  # the records, when there is no state_dir to keep them in
 
     # -- the items of a job -------------------------------------------------------------
     def items(self, requests: list[Request]) -> list[tuple[str, int, tuple[int, ...], dict[str, Any]]]:
@@ -96,14 +98,13 @@ class BatchJobs:
             # cancelled before this run started (`distill cancel`, then a rerun): keep what it
             # answered and send the rest; cancelled while this run polls it: stop
             cancelled_before = batch is not None and batch.status in ("cancelled", "cancelling")
-            if batch is None:  # a new job: the budget is asked once for all of it
-                most = sum((body.get("max_tokens") or body.get("max_completion_tokens") or 0) * body.get("n", 1)
-                           for *_, body in pending)
-                with gate.hold(most, sum(len(json.dumps(b)) // 3 for *_, b in pending)):
+            most = sum((body.get("max_tokens") or body.get("max_completion_tokens") or 0) * body.get("n", 1)
+                       for *_, body in pending)
+            # a new job asks the budget once for all of it; one already submitted is paid for
+            hold = gate.hold(most, sum(len(json.dumps(b)) // 3 for *_, b in pending)) if batch is None else nullcontext()
+            with hold:
+                if batch is None:
                     batch = await self._submit(fp, lines, len(pending))
-                    batch = await self._poll(fp, batch)
-                    done = await self._collect(fp, batch, pending, requests, got, billed, deliver)
-            else:
                 batch = await self._poll(fp, batch)
                 done = await self._collect(fp, batch, pending, requests, got, billed, deliver)
             pending = [p for p in pending if p[0] not in done]
@@ -181,7 +182,7 @@ class BatchJobs:
     # -- the record -----------------------------------------------------------------------
     def _record(self, fp: str) -> dict[str, Any] | None:
         if self.state_dir is None:
-            return getattr(self, "_mem", {}).get(fp)
+            return self._mem.get(fp)
         p = record_path(self.state_dir, fp)
         return json.loads(p.read_text()) if p.is_file() else None
 
@@ -191,6 +192,6 @@ class BatchJobs:
             rec["requests"] = requests
         rec["batches"].append({"id": batch.id, "input_file_id": batch.input_file_id, "submitted": time.time()})
         if self.state_dir is None:
-            self.__dict__.setdefault("_mem", {})[fp] = rec
+            self._mem[fp] = rec
         else:
             atomic_write_json(record_path(self.state_dir, fp), rec)

@@ -37,6 +37,7 @@ from distill.generator.backends.base import (
     Result,
     SamplingParams,
     apply_stop,
+    local_model_id,
     sample_seed,
 )
 from distill.generator.models import resolve_model
@@ -86,7 +87,7 @@ class TransformersBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        return f"transformers:{self.path}"
+        return local_model_id(self.name, self.path)
 
     def render(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):

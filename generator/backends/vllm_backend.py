@@ -21,7 +21,8 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.generator.backends.base import (
-    Backend, Completion, Deliver, Gate, OpenGate, Prompt, Request, Result, SamplingParams, request_seed,
+    Backend, Completion, Deliver, Gate, OpenGate, Prompt, Request, Result, SamplingParams, local_model_id,
+    request_seed,
 )
 from distill.generator.models import resolve_model
 
@@ -93,7 +94,7 @@ class VLLMBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        return f"vllm:{self._model}"
+        return local_model_id(self.name, self._model)
 
     def _prompt(self, prompt: Any) -> Any:
         """Text goes as is (vLLM adds special tokens as for a completion); chat messages
