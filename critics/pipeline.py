@@ -29,7 +29,8 @@ from distill.config import RunConfig
 from distill.critics.base import threshold_dicts
 from distill.errors import ConfigError, DistillError, ensure_dir
 from distill.record import Record
-from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
+from distill.rundir import RunFolder
+from distill.shards import ShardStore, atomic_write, atomic_write_json, merge_sqlite, remove_stale_temps
 from distill.stage import run_pipeline
 
 
@@ -91,27 +92,72 @@ class FilterRun:
         todo = [i for i in self.shards if not self.stage1.is_done(i)]
         if not todo:
             return
+        from distill.critics.embed import CREATE
+
+        # dedup embeddings a killed cluster run stored per shard
+        merge_sqlite(self.out / "embeddings.sqlite", self.out / "embeddings", "emb", CREATE)
+        if self.cfg.executor.type == "ray":  # the same critic_shard, on a pool of cluster workers
+            from distill.executor import ray_critics
+
+            ray_critics(self, todo)
+            return
         critics = self.critics()
+        encoder = self.dedup_encoder(self.out / "embeddings.sqlite")
         self.claim_output()
         bar = None
         if self.progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), unit="shard", desc="critics", dynamic_ncols=True)
-        for i in todo:
-            records = self.source.read(i)
-            for c in critics:
-                c.counts.clear()
-            kept = list(run_pipeline(critics, records))
-            rejects = [(r, c.name, reason) for c in critics for r, reason in c.drain_rejects()]
-            if self.fc.write_rejects:
-                _write_rejects(self.out / "rejects" / f"critics-{i:05d}.jsonl", rejects)
-            self.stage1.write(i, kept, {"input": len(records), "critics": [
-                {**c.stats(), "thresholds": threshold_dicts(c)} for c in critics]})
+        try:
+            for i in todo:
+                self.critic_shard(i, critics, encoder)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if encoder is not None:
+                encoder.close()
             if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.close()
+
+    def dedup_encoder(self, cache_path: Path | None):
+        """The encoder the dedup steps use, to embed each shard's survivors as it is judged
+        (None when no dedup step embeds)."""
+        dc = self.fc.dedup
+        if dc.semantic is None and dc.diversity is None:
+            return None
+        from distill.critics.embed import Encoder
+
+        return Encoder(dc.encoder, cache_path=cache_path)
+
+    def dedup_texts(self, records: list[Record]) -> list[str]:
+        """The texts the dedup steps will embed for ``records``."""
+        from distill.critics.dedup import field_text
+
+        dc = self.fc.dedup
+        texts: list[str] = []
+        if dc.semantic is not None:
+            texts += [field_text(r, dc.semantic.field) for r in records]
+        if dc.diversity is not None:
+            texts += [t for r in records for t in (r.input, r.output)]
+        return texts
+
+    def critic_shard(self, i: int, critics: list, encoder=None) -> None:
+        """Judge generated shard ``i``: its survivors' dedup embeddings go into ``encoder``'s
+        cache, its rejects to rejects/, then the survivors and the critics' counts as shard ``i``
+        of critics/ (written last: the proof the shard is done). Local and cluster runs both
+        call this, so their outputs are the same."""
+        records = self.source.read(i)
+        for c in critics:
+            c.counts.clear()
+        kept = list(run_pipeline(critics, records))
+        rejects = [(r, c.name, reason) for c in critics for r, reason in c.drain_rejects()]
+        if encoder is not None:
+            encoder.precompute(self.dedup_texts(kept))
+        if self.fc.write_rejects:
+            _write_rejects(self.out / "rejects" / f"critics-{i:05d}.jsonl", rejects)
+        self.stage1.write(i, kept, {"input": len(records), "critics": [
+            {**c.stats(), "thresholds": threshold_dicts(c)} for c in critics]})
 
     # -- phase 2 ---------------------------------------------------------------------
     def dedup_steps(self) -> list[tuple[str, Any]]:
@@ -246,17 +292,15 @@ class FilterRun:
 
     def check_resume(self) -> None:
         """A filter output folder belongs to one filter config and one set of input shards."""
-        path = self.out / "manifest.json"
-        if path.is_file() and json.loads(path.read_text()).get("fingerprint") != self.fingerprint():
-            raise ConfigError(f"{self.out} holds a filter run with a different filter config or input shards; "
-                              f"use another filter.output_dir, or delete {self.out} to start over")
+        RunFolder(self.out, self.fingerprint(), holds="a filter run with a different filter config or input shards",
+                  elsewhere="use another filter.output_dir").check()
 
     def claim_output(self) -> None:
-        """Mark the output folder as this config's, once the critics have loaded (so a config
-        that fails to load, e.g. a wrong model path, leaves nothing to refuse the fixed one)."""
-        path = self.out / "manifest.json"
-        if not path.is_file():
-            atomic_write_json(path, {"fingerprint": self.fingerprint(), "input_dir": str(self.in_dir)})
+        """Mark the output folder (manifest.json) as this config's, once the critics have loaded
+        (so a config that fails to load, e.g. a wrong model path, leaves nothing to refuse the fixed one)."""
+        folder = RunFolder(self.out, self.fingerprint())
+        if folder.stored_fingerprint() is None:  # claimed once: a resumed run keeps the first record
+            folder.claim(input_dir=str(self.in_dir))
 
     def close(self) -> None:
         for c in self._critics or []:

@@ -402,6 +402,28 @@ class LoopConfig(Strict):
                                                       "(full fine-tuning ones are ~1.6 GB each for SmolLM2)")
 
 
+# ---- where the stages run ------------------------------------------------------------
+
+class ExecutorConfig(Strict):
+    """Where ``distill generate`` and ``distill filter`` (and so ``distill run``) do their per-shard
+    work: in this process (``local``) or on a Ray cluster (``ray``): a pool of teacher replicas
+    (Ray actors, one engine each) for generate, a pool of critic workers for filter. Output and
+    seed files must be on storage every node sees."""
+
+    type: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address (ray://host:10001 or host:6379); "
+                                "None: $RAY_ADDRESS, else a local cluster started for the run")
+    replicas: int = Field(1, gt=0, description="teacher replicas (Ray actors), each holding one engine")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs each replica or critic worker reserves")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each teacher replica reserves (tensor parallel inside a "
+                            "replica: teacher.vllm.tensor_parallel_size)")
+    filter_workers: int = Field(1, gt=0, description="critic workers (Ray actors) for distill filter")
+    max_restarts: int = Field(3, ge=-1, description="restarts of a replica whose process or node died (-1: no limit)")
+    max_task_retries: int = Field(3, ge=-1, description="retries of a shard whose replica died mid-shard (-1: no limit)")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env for the workers (env vars, "
+                                               "working_dir, pip); None: inherit")
+
+
 class RunConfig(Strict):
     output_dir: str = "runs/default"
     seed: int = 0
@@ -415,6 +437,7 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     loop: LoopConfig = LoopConfig()
+    executor: ExecutorConfig = ExecutorConfig()
 
 
 # ---- loading ----------------------------------------------------------------------

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from distill import __version__
-from distill.generator.cache import RequestCache
+from distill.generator.cache import RequestCache, merge_shard_caches
 from distill.config import RunConfig, dump_config
 from distill.errors import BudgetExhausted, ConfigError, ensure_dir
+from distill.rundir import RunFolder, update_json
 from distill.shards import ShardStore, atomic_write, atomic_write_json, remove_stale_temps
 
 #: config fields that decide what is generated; a rerun into the same output folder
@@ -70,25 +71,18 @@ class GenerateSummary:
     tokens_per_second_now: float
     counts: dict[str, int] = field(default_factory=dict)
     message: str = ""
+    executor: dict[str, Any] = field(default_factory=lambda: {"type": "local"})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _check_resume(out: Path, cfg: RunConfig) -> None:
-    mpath = out / "manifest.json"
-    if not mpath.is_file():
-        return
-    try:
-        old = json.loads(mpath.read_text()).get("fingerprint", {})
-    except json.JSONDecodeError:
-        return  # a manifest is only written atomically; an unreadable one is not ours to trust or keep
-    new = fingerprint(cfg)
-    diff = [k for k in FINGERPRINT_FIELDS if json.dumps(old.get(k), sort_keys=True) != json.dumps(new[k], sort_keys=True)]
-    if diff:
-        raise ConfigError(
-            f"{out} holds a run made with a different config ({', '.join(diff)} differ). Resuming would mix "
-            f"the two; use another output_dir, or delete {out} to start over.")
+def _check_resume(out: Path, cfg: RunConfig) -> RunFolder:
+    """The run folder of ``cfg`` (manifest.json records its fingerprint); ConfigError when
+    ``out`` holds a run with another fingerprint."""
+    folder = RunFolder(out, fingerprint(cfg))
+    folder.check()
+    return folder
 
 
 def _budget(b, teacher=None):
@@ -110,9 +104,13 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
     from distill.generator.backends import make_backend
     from distill.generator.tasks import build_task
 
+    if cfg.executor.type == "ray" and backend is None:  # a passed-in backend lives in this process
+        from distill.executor import ray_generate
+
+        return ray_generate(cfg, progress)
     t0 = time.perf_counter()
     out = Path(cfg.output_dir)
-    _check_resume(out, cfg)
+    folder = _check_resume(out, cfg)
     budget = _budget(cfg.budget, cfg.teacher)
     task = build_task(cfg.task.model_copy(deep=True), cfg.seed)
     seeds = task.seeds()  # seed files are read and checked before any model is loaded
@@ -132,14 +130,12 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
                 backend.state_dir = out
                 remove_stale_temps(out / "batches")
             task.resolve_defaults(backend)
-            manifest = {
-                "status": "running", "fingerprint": fingerprint(cfg), "config": cfg.model_dump(mode="json"),
-                "resolved_task": task.cfg.model_dump(mode="json"), "teacher_model_id": backend.model_id,
-                "versions": versions(), "shards_total": n_shards, "command": sys.argv,
-            }
-            atomic_write_json(out / "manifest.json", manifest)
+            folder.claim(status="running", config=cfg.model_dump(mode="json"),
+                         resolved_task=task.cfg.model_dump(mode="json"), teacher_model_id=backend.model_id,
+                         versions=versions(), shards_total=n_shards, command=sys.argv)
             try:
                 atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
+                merge_shard_caches(out)  # completions a killed cluster run stored per shard are not paid again
                 cache = RequestCache(out / "cache.sqlite")
                 try:
                     teacher = _make_teacher(backend, cache, budget, task, seeds, per, todo, progress)
@@ -167,9 +163,7 @@ def run_generate(cfg: RunConfig, backend=None, progress: bool = True, rank: int 
 def _mark_stopped(mpath: Path, status: str, error: str) -> None:
     """Record in the manifest why the run stopped (best effort: the disk may be what failed)."""
     try:
-        manifest = json.loads(mpath.read_text())
-        manifest.update(status=status, error=error)
-        atomic_write_json(mpath, manifest)
+        update_json(mpath, status=status, error=error)
     except Exception:  # noqa: BLE001 - the original error is the one to report
         pass
 
@@ -191,31 +185,39 @@ def _make_teacher(backend, cache, budget, task, seeds, per, todo, progress):
 def _generate_shards(task, teacher, seeds, per, todo, store: ShardStore, round_: int) -> tuple[int, str | None]:
     """Generate and write each shard in ``todo``. Returns (shards written, why the
     budget stopped the run or None)."""
-    from distill.generator.stage import TeacherStage
-
-    stage = TeacherStage(task, teacher)
     written = 0
     for i in todo:
-        task.counts.clear()
-        before = teacher.usage.completion_tokens, teacher.usage.prompt_tokens
         try:
-            records = list(stage.run(seeds[i * per : (i + 1) * per]))
+            generate_shard(task, teacher, seeds, per, i, store, round_)
         except BudgetExhausted as e:
             return written, str(e)
-        for r in records:
-            r.round = round_
-        store.write(i, records, {
-            "counts": dict(task.counts),
-            "completion_tokens_paid": teacher.usage.completion_tokens - before[0],
-            "prompt_tokens_paid": teacher.usage.prompt_tokens - before[1],
-            "seeds": [seeds[i * per].id, seeds[min((i + 1) * per, len(seeds)) - 1].id],
-        })
         written += 1
     return written, None
 
 
+def generate_shard(task, teacher, seeds, per: int, i: int, store: ShardStore, round_: int) -> dict[str, Any]:
+    """Generate shard ``i`` and write it with its marker (whose info this returns); the same
+    code runs in this process and in a cluster's teacher replica. Raises BudgetExhausted."""
+    from distill.generator.stage import TeacherStage
+
+    task.counts.clear()
+    before = teacher.usage.completion_tokens, teacher.usage.prompt_tokens
+    records = list(TeacherStage(task, teacher).run(seeds[i * per : (i + 1) * per]))
+    for r in records:
+        r.round = round_
+    info = {
+        "counts": dict(task.counts),
+        "completion_tokens_paid": teacher.usage.completion_tokens - before[0],
+        "prompt_tokens_paid": teacher.usage.prompt_tokens - before[1],
+        "seeds": [seeds[i * per].id, seeds[min((i + 1) * per, len(seeds)) - 1].id],
+    }
+    store.write(i, records, info)
+    return {"shard": i, "records": len(records), **info}
+
+
 def _summarize(out: Path, store: ShardStore, n_shards: int, budget, status: str, message: str, written: int,
-               teacher, todo: list[int], world_size: int, t0: float) -> GenerateSummary:
+               teacher, todo: list[int], world_size: int, t0: float,
+               executor: dict[str, Any] | None = None) -> GenerateSummary:
     """Totals over every finished shard (earlier runs included) and the cache's ledger."""
     done = store.done_indices()
     counts: Counter[str] = Counter()
@@ -239,6 +241,7 @@ def _summarize(out: Path, store: ShardStore, n_shards: int, budget, status: str,
         cached_samples_now=teacher.cached_samples if teacher else 0, seconds=round(time.perf_counter() - t0, 2),
         tokens_per_second_now=round(usage.completion_tokens / secs, 2) if usage and secs else 0.0,
         counts=dict(counts), message=message or ("nothing to do: every shard was already finished" if not todo else ""),
+        executor=executor or {"type": "local"},
     )
     if out.is_dir():
         mpath = out / "manifest.json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -62,7 +63,8 @@ def remove_stale_temps(*directories: Path) -> int:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode()))
+    data = json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode()  # first: a failure leaves no temp file
+    atomic_write(path, lambda f: f.write(data))
 
 
 class ShardStore:
@@ -139,3 +141,36 @@ class ShardStore:
     def iter_records(self) -> Iterator[Record]:
         for i in self.done_indices():
             yield from self.read(i)
+
+
+def merge_sqlite(main: Path, folder: Path, table: str, create: str) -> int:
+    """Move the rows of ``table`` from the SQLite files ``folder/shard-*.sqlite`` (written by
+    cluster workers, one writer each) into ``main`` (made with the ``create`` statement if new),
+    in shard order; a row whose key ``main`` already holds is kept as it is (the first one wins,
+    as in a local run). A part is deleted only after its rows are committed, so a kill loses
+    nothing and merging again is a no-op; the emptied folder goes too. Returns rows added."""
+    parts = sorted(Path(folder).glob("shard-*.sqlite"))
+    if not parts:
+        return 0
+    main.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(main)
+    added = 0
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(create)
+        db.commit()
+        for part in parts:
+            db.execute("ATTACH DATABASE ? AS part", (str(part),))
+            try:
+                with db:
+                    added += db.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM part.{table}").rowcount
+            finally:
+                db.execute("DETACH DATABASE part")
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{part}{suffix}").unlink(missing_ok=True)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+    if not any(Path(folder).iterdir()):
+        Path(folder).rmdir()
+    return added

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.shards import merge_sqlite
 from distill.generator.backends.base import Completion, Prompt, SamplingParams, prompt_text
 
 
@@ -29,6 +30,10 @@ def cache_key(model_id: str, prompt: Prompt, params: SamplingParams, index: int,
         parts.append(constraints.key())
     payload = json.dumps(parts, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+CREATE = ("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+          "completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL, "
+          "prompt_tokens INTEGER NOT NULL, created REAL NOT NULL)")
 
 
 class RequestCache:
@@ -45,11 +50,7 @@ class RequestCache:
         self.db = sqlite3.connect(self.path, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-            "completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL, "
-            "prompt_tokens INTEGER NOT NULL, created REAL NOT NULL)"
-        )
+        self.db.execute(CREATE)
         self.db.commit()
 
     def get_many(self, keys: list[str]) -> dict[str, Completion]:
@@ -86,3 +87,40 @@ class RequestCache:
 
     def close(self) -> None:
         self.db.close()
+
+
+class ShardCache(RequestCache):
+    """One shard's cache on a cluster worker: completions go into the shard's own file (one
+    writer, whatever node runs it), and reads also see the run's main cache, read-only. The
+    driver merges the shard files into the main cache (:func:`distill.shards.merge_sqlite`), so a run on a
+    cluster leaves the same ``cache.sqlite`` a local run does, and a replica that dies mid-shard
+    leaves every completion it received for the retry to find."""
+
+    def __init__(self, path: str | Path, base: str | Path | None = None) -> None:
+        super().__init__(path)
+        self.base = RequestCache(base, readonly=True) if base is not None and Path(base).is_file() else None
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        found = self.base.get_many(keys) if self.base is not None else {}
+        rest = [k for k in keys if k not in found]
+        if rest:
+            found.update(super().get_many(rest))
+        return found
+
+    def totals(self) -> tuple[int, int]:
+        p, c = super().totals()
+        if self.base is not None:
+            bp, bc = self.base.totals()
+            p, c = p + bp, c + bc
+        return p, c
+
+    def close(self) -> None:
+        if self.base is not None:
+            self.base.close()
+        super().close()
+
+
+def merge_shard_caches(out: Path) -> int:
+    """Merge the shard caches a cluster run left in ``out/cache/`` (all of them when it finished;
+    those of a killed run otherwise) into ``out/cache.sqlite``; returns the completions added."""
+    return merge_sqlite(Path(out) / "cache.sqlite", Path(out) / "cache", "completions", CREATE)

@@ -128,7 +128,7 @@ class Teacher:
                 if self.backend.streams:
                     self.backend.generate_requests(requests, deliver=deliver, gate=self._gate)
                 else:  # stored when the whole chunk is back; the budget is checked per chunk
-                    self.budget.check(*self._ledger)
+                    self.budget.check(*self.ledger)
                     for i, res in enumerate(self.backend.generate_requests(requests)):
                         deliver(i, requests[i].indices, res.completions, res.prompt_tokens)
             finally:

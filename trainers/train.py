@@ -29,7 +29,7 @@ from distill.config import RunConfig
 from distill.devices import pick_device
 from distill.errors import ConfigError, DistillError
 from distill.generator.models import resolve_model
-from distill.shards import atomic_write_json
+from distill.rundir import RunFolder
 from distill.trainers.data import PairEncoder, corpus_digest, load_corpus_splits
 
 # fields that may change between a killed run and its resumption (they do not change the result)
@@ -47,20 +47,11 @@ def fingerprint(cfg: RunConfig, base: str, digest: str) -> dict[str, Any]:
     return {**d, "seed": seed, "base_model": base, "corpus": digest}
 
 
-def check_folder(out: Path, fp: dict[str, Any]) -> dict[str, Any] | None:
-    """Stored stats when ``out`` already holds this very run, finished; an error when it holds another."""
-    old = out / "fingerprint.json"
-    if not old.is_file():
-        return None
-    prev = json.loads(old.read_text())
-    diff = sorted(k for k in set(prev) | set(fp) if json.dumps(prev.get(k)) != json.dumps(fp.get(k)))
-    if diff:
-        raise ConfigError(f"{out} holds a student trained with a different config ({', '.join(diff)} differ). "
-                          f"Resuming would mix the two; set train.output_dir elsewhere, or delete {out} to start over.")
-    stats = out / "train_stats.json"
-    if (out / "model" / "config.json").is_file() and stats.is_file():
-        return json.loads(stats.read_text())
-    return None
+def run_folder(out: Path, fp: dict[str, Any]) -> RunFolder:
+    """fingerprint.json is the fingerprint alone; a run finished once model/ and train_stats.json are there."""
+    return RunFolder(out, fp, record="fingerprint.json", key=None, result="train_stats.json",
+                     needs=("model/config.json",), holds="a student trained with a different config",
+                     elsewhere="set train.output_dir elsewhere")
 
 
 def last_checkpoint(ckpt_dir: Path) -> str | None:
@@ -173,7 +164,9 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     except DistillError as e:
         raise DistillError(str(e).replace("teacher.model", "train.model")) from None
     fp = fingerprint(cfg, base, corpus_digest(dd))
-    done = check_folder(out, fp)
+    folder = run_folder(out, fp)
+    folder.check()
+    done = folder.finished()
     if done is not None:
         return done
     val = dd["validation"] if "validation" in dd and len(dd["validation"]) else None
@@ -188,8 +181,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     device = pick_device(t.device, "student")
     precision = pick_precision(t.precision, device)
     arch = pick_arch(cfg, AutoConfig.from_pretrained(base))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "fingerprint.json", fp)
+    folder.claim()
     set_seed(fp["seed"])  # before the model: LoRA adapters are initialised at random
     tok = AutoTokenizer.from_pretrained(base)
     if tok.pad_token is None:
@@ -251,7 +243,7 @@ def run_train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
                       if "loss" in h and "train_runtime" in h],
         "config": t.model_dump(mode="json"), "fingerprint": fp,
     }
-    atomic_write_json(out / "train_stats.json", stats)
+    folder.finish(stats)
     return stats
 
 
