@@ -20,8 +20,10 @@ from distill.shards import ShardStore
 
 try:
     from fault_server import FaultServer
+    from test_faults import generate_cmd as faults_cmd, seeds_file
 except ImportError:  # tests/ is a package
     from tests.fault_server import FaultServer
+    from tests.test_faults import generate_cmd as faults_cmd, seeds_file
 
 pytest.importorskip("psutil")
 
@@ -29,18 +31,9 @@ LABELS = Path(__file__).resolve().parents[1] / "data" / "paraphrase" / "real_lab
 REACHED_S = 0.5  # as in test_faults: answers written this long before a kill had reached the client
 
 
-def seeds_file(tmp: Path, n: int) -> Path:
-    path = tmp / "seeds.txt"
-    path.write_text("".join(f"Sentence number {i} says that the council met on day {i}.\n" for i in range(n)))
-    return path
-
-
 def generate_cmd(seeds: Path, out: Path, url: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "distill.cli", "generate", "--no-progress",
-            "--set", "task.name=paraphrase_instruct", "--set", f"task.inputs={seeds}", "--set", "task.k=4",
-            "--set", "shards.items_per_shard=8", "--set", "teacher.backend=openai", "--set", "teacher.model=fake",
-            "--set", f"teacher.openai.base_url={url}", "--set", "teacher.openai.concurrency=4",
-            "--set", "teacher.openai.mode=chat", "--set", "teacher.openai.timeout=5", *extra, "-o", str(out)]
+    """test_faults' command with a client timeout that a loaded machine running a cluster keeps."""
+    return faults_cmd(seeds, out, url, "--set", "teacher.openai.timeout=5", *extra)
 
 
 def on_ray(address: str, replicas: int = 2) -> list[str]:

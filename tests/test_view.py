@@ -219,6 +219,25 @@ def test_live_state_counts_the_cache_and_the_stream_sends_events(run):
         assert line.startswith("data: ") and json.loads(line[6:])["samples"] == 12
 
 
+def test_live_state_adds_a_cluster_runs_shard_caches(run, tmp_path):
+    """With executor.type=ray each replica writes cache/shard-NNNNN.sqlite until the driver merges
+    them: the live view counts those too."""
+    from distill.generator.backends.base import Completion
+    from distill.generator.cache import RequestCache
+    from distill.view.data import live_state
+
+    d = tmp_path / "r"
+    shutil.copytree(run, d)
+    RequestCache(d / "cache.sqlite").put_many([("a", Completion("main one", 5, "stop"), 2)])
+    for i in range(2):
+        c = RequestCache(d / "cache" / f"shard-{i:05d}.sqlite")
+        c.put_many([(f"s{i}", Completion(f"from shard {i}", 4, "stop"), 3)])
+        c.close()
+    state = live_state(d)
+    assert (state["samples"], state["completion_tokens"], state["prompt_tokens"]) == (3, 13, 8)
+    assert state["newest"][0]["text"] == "from shard 1"
+
+
 def test_rounds_of_a_distill_run_folder(run, tmp_path):
     loop = tmp_path / "loop"
     loop.mkdir()

@@ -128,6 +128,10 @@ def live_state(d: Path) -> dict[str, Any]:
     m = read_json(d / "manifest.json") or {}
     budget = ((m.get("config") or {}).get("budget")) or {}
     cache = cache_totals(d / "cache.sqlite")
+    for part in sorted((d / "cache").glob("shard-*.sqlite")):  # a cluster run's replicas write one file per shard
+        more = cache_totals(part)
+        cache.update({k: cache[k] + more[k] for k in ("samples", "prompt_tokens", "completion_tokens")},
+                     newest=sorted(cache["newest"] + more["newest"], key=lambda r: -r["created"])[:5])
     pp, pc = budget.get("price_per_million_prompt_tokens") or 0, budget.get("price_per_million_completion_tokens") or 0
     cost = (cache["prompt_tokens"] * pp + cache["completion_tokens"] * pc) / 1e6
     return {"status": m.get("status"), "error": m.get("error"), "shards_total": m.get("shards_total"),
