@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -38,9 +39,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from distill.config import ExecutorConfig, RunConfig
+from distill.config import ExecutorConfig, RunConfig, dump_config
 from distill.errors import BudgetExhausted, DistillError, ensure_dir
-from distill.shards import ShardStore, merge_sqlite, remove_stale_temps
+from distill.shards import ShardStore, atomic_write, merge_sqlite, remove_stale_temps
 
 #: environment variables a worker needs from the driver (API keys are added per teacher)
 _ENV_PREFIXES = ("DISTILL_", "HF_", "TRANSFORMERS_", "OMP_NUM_THREADS")
@@ -245,6 +246,13 @@ class TeacherReplica:
     """One teacher engine on a cluster worker (a Ray actor); generates whole shards."""
 
     def __init__(self, cfg_json: dict[str, Any], cwd: str, ledger=None) -> None:
+        self.error: DistillError | None = None
+        try:
+            self._start(cfg_json, cwd, ledger)
+        except DistillError as e:  # a user error (a missing model): raised by describe(), as one line
+            self.error = e
+
+    def _start(self, cfg_json: dict[str, Any], cwd: str, ledger) -> None:
         from distill.generator.backends import make_backend
         from distill.generator.tasks import build_task
         from distill.runner import _budget
@@ -262,6 +270,8 @@ class TeacherReplica:
         self.ledger = ledger
 
     def describe(self) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.error
         return {"host": socket.gethostname(), "pid": os.getpid(), "node": _ray().get_runtime_context().get_node_id(),
                 "model_id": self.backend.model_id, "resolved_task": self.task.cfg.model_dump(mode="json")}
 
@@ -296,7 +306,6 @@ def ray_generate(cfg: RunConfig, progress: bool = True):
     from distill.generator.cache import RequestCache, merge_shard_caches
     from distill.generator.tasks import build_task
     from distill.runner import _budget, _check_resume, _mark_stopped, _summarize, versions
-    import sys
 
     t0 = time.perf_counter()
     ex = cfg.executor
@@ -333,9 +342,6 @@ def ray_generate(cfg: RunConfig, progress: bool = True):
             folder.claim(status="running", config=cfg_json, resolved_task=described[0]["resolved_task"],
                          teacher_model_id=described[0]["model_id"], versions={**versions(), "ray": ray.__version__},
                          shards_total=n_shards, command=sys.argv)
-            from distill.config import dump_config
-            from distill.shards import atomic_write
-
             atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
             bar = None
             if progress:
@@ -391,11 +397,17 @@ class CriticWorker:
     def __init__(self, cfg_json: dict[str, Any], cwd: str) -> None:
         from distill.critics.pipeline import FilterRun
 
-        self.run = FilterRun(_enter(cfg_json, cwd), progress=False)
-        self.critics = self.run.critics()
-        self.encoder = self.run.dedup_encoder(None)
+        self.error: DistillError | None = None
+        try:
+            self.run = FilterRun(_enter(cfg_json, cwd), progress=False)
+            self.critics = self.run.critics()
+            self.encoder = self.run.dedup_encoder(None)
+        except DistillError as e:  # a critic that cannot load: raised by ready(), as one line
+            self.error = e
 
     def ready(self) -> str:
+        if self.error is not None:
+            raise self.error
         return socket.gethostname()
 
     def run_shard(self, i: int) -> int:

@@ -222,6 +222,18 @@ def test_unreachable_cluster_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_replica_that_cannot_load_its_model_is_one_line(ray_cluster, tmp_path):
+    seeds = seeds_file(tmp_path, 8)
+    p = subprocess.run([sys.executable, "-m", "distill.cli", "generate", "--no-progress",
+                        "--set", "task.name=paraphrase_instruct", "--set", f"task.inputs={seeds}",
+                        "--set", f"teacher.model={tmp_path / 'no-model'}", *on_ray(ray_cluster), "-o", str(tmp_path / "x")],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert f"teacher.model: no such model folder: {tmp_path / 'no-model'}" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "x" / "manifest.json").exists()  # nothing claimed
+
+
+@pytest.mark.slow
 def test_generate_transformers_on_ray_matches_local(ray_cluster, tmp_path):
     """The real SmolLM2 transformers backend, one replica per node, against the same run locally."""
     seeds = seeds_file(tmp_path, 4)
