@@ -439,6 +439,15 @@ class RunConfig(Strict):
     loop: LoopConfig = LoopConfig()
     executor: ExecutorConfig = ExecutorConfig()
 
+    @model_validator(mode="after")
+    def _gpus_for_tensor_parallel(self) -> "RunConfig":
+        tp = self.teacher.vllm.tensor_parallel_size
+        ex = self.executor
+        if ex.type == "ray" and self.teacher.backend == "vllm" and 0 < ex.num_gpus < tp:
+            raise ValueError(f"executor.num_gpus ({ex.num_gpus:g}) must be at least teacher.vllm.tensor_parallel_size "
+                             f"({tp}): each replica holds one engine spanning its GPUs")
+        return self
+
 
 # ---- loading ----------------------------------------------------------------------
 

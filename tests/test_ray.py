@@ -244,3 +244,14 @@ def test_generate_transformers_on_ray_matches_local(ray_cluster, tmp_path):
     run(base + [*on_ray(ray_cluster), "-o", str(tmp_path / "ray")], timeout=600)
     assert shard_bytes(tmp_path / "ray") == shard_bytes(tmp_path / "local") and len(shard_bytes(tmp_path / "ray")) == 2
     assert stats(tmp_path / "ray")["executor"]["nodes"] == 2
+
+
+def test_a_replica_needs_the_gpus_of_its_tensor_parallel_engine():
+    from distill.config import load_config
+    from distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"executor.num_gpus \(1\) must be at least teacher.vllm.tensor_parallel_size"):
+        load_config(None, ["executor.type=ray", "teacher.backend=vllm", "teacher.vllm.tensor_parallel_size=2",
+                           "executor.num_gpus=1"])
+    assert load_config(None, ["executor.type=ray", "teacher.backend=vllm", "teacher.vllm.tensor_parallel_size=2",
+                              "executor.num_gpus=2"]).executor.num_gpus == 2
