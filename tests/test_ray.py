@@ -255,3 +255,49 @@ def test_a_replica_needs_the_gpus_of_its_tensor_parallel_engine():
                            "executor.num_gpus=1"])
     assert load_config(None, ["executor.type=ray", "teacher.backend=vllm", "teacher.vllm.tensor_parallel_size=2",
                               "executor.num_gpus=2"]).executor.num_gpus == 2
+
+
+def _raylet_of(node_id: str) -> int:
+    """The pid of node ``node_id``'s raylet (its command line names the node)."""
+    import psutil
+
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        if p.info["name"] == "raylet" and f"--node_id={node_id}" in (p.info["cmdline"] or []):
+            return p.info["pid"]
+    raise AssertionError(f"no raylet for node {node_id}")
+
+
+@pytest.mark.slow
+def test_a_node_that_dies_mid_run_is_survived(tmp_path):
+    """Two worker nodes (none of the work on the head): the raylet of a node holding a replica is
+    SIGKILLed mid-run; Ray restarts the replica on the other node, its shard is retried, and the
+    run completes with the records of a local run."""
+    pytest.importorskip("ray")
+    try:
+        from ray_cluster import live_actors, local_cluster
+    except ImportError:
+        from tests.ray_cluster import live_actors, local_cluster
+    seeds = seeds_file(tmp_path, 96)
+    with FaultServer(delay=0.25) as clean:
+        run(generate_cmd(seeds, tmp_path / "ref", clean.url))
+    out = tmp_path / "node"
+    with local_cluster(worker_nodes=2, head_cpus=0) as address, FaultServer(delay=0.25) as server:
+        proc = subprocess.Popen(generate_cmd(seeds, out, server.url, *on_ray(address), "--set", "executor.max_restarts=-1",
+                                             "--set", "executor.max_task_retries=-1"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "OPENAI_API_KEY": "k"})
+        killed = None
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if len(list((out / "shards").glob("*.done.json"))) >= 2:
+                replicas = live_actors("TeacherReplica", address)
+                if replicas:
+                    killed = _raylet_of(replicas[0]["Address"]["NodeID"])
+                    os.kill(killed, signal.SIGKILL)
+                    break
+            time.sleep(0.05)
+        log = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, log[-4000:]
+        assert killed is not None, "the run ended before a node could be killed"
+    assert shard_bytes(out) == shard_bytes(tmp_path / "ref")
+    assert stats(out)["status"] == "complete"
