@@ -412,7 +412,7 @@ class ExecutorConfig(Strict):
 
     type: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="Ray cluster address (ray://host:10001 or host:6379); "
-                                "None: $RAY_ADDRESS, else a local cluster started for the run")
+                                "None: $RAY_ADDRESS, else a cluster `ray start` made on this machine, else a new local one")
     replicas: int = Field(1, gt=0, description="teacher replicas (Ray actors), each holding one engine")
     num_cpus: float = Field(1.0, ge=0, description="CPUs each replica or critic worker reserves")
     num_gpus: float = Field(0.0, ge=0, description="GPUs each teacher replica reserves (tensor parallel inside a "

@@ -56,7 +56,8 @@ def _ray():
 
 
 def connect(ex: ExecutorConfig) -> None:
-    """Join the cluster at ``executor.address`` (else $RAY_ADDRESS, else a local one started now)."""
+    """Join the cluster at ``executor.address`` (else $RAY_ADDRESS, else one ``ray start`` made on this
+    machine, else a new local one: Ray's own rule)."""
     ray = _ray()
     if ray.is_initialized():
         return
