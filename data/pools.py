@@ -9,6 +9,9 @@
   wherever its text appears again, and each
   sentence is kept once (near copies are the corpus stage's decontamination's job).
 - ``lee-heldout``: the held-out sample itself (distill.data.heldout.load_heldout).
+- ``atomic-events``: everyday events about PersonX (``data/commonsense/events.txt``, written for
+  this project in ATOMIC's style) minus the held-out ones; ``atomic-heldout``: the held-out
+  events (``data/commonsense/heldout_events.txt``), for evaluating a commonsense student.
 """
 
 from __future__ import annotations
@@ -53,4 +56,25 @@ def load_pool(name: str) -> list[str]:
         from distill.data.heldout import load_heldout
 
         return load_heldout("lee")
-    raise DistillError(f"unknown built-in input pool {PREFIX}{name}; known: {PREFIX}lee-train, {PREFIX}lee-heldout")
+    if name in ("atomic-events", "atomic-heldout"):
+        return atomic_events(heldout=name == "atomic-heldout")
+    raise DistillError(f"unknown built-in input pool {PREFIX}{name}; known: {PREFIX}lee-train, {PREFIX}lee-heldout, "
+                       f"{PREFIX}atomic-events, {PREFIX}atomic-heldout")
+
+
+def _lines(name: str) -> list[str]:
+    from distill.data import commonsense
+
+    text = resources.files(commonsense.__name__).joinpath(name).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def atomic_events(heldout: bool = False) -> list[str]:
+    """The shipped events: the held-out ones, or all the others, in a fixed order that mixes the
+    file's topics (a hash of each event), so that ``limit: N`` takes a varied sample."""
+    import hashlib
+
+    held = _lines("heldout_events.txt")
+    drop = {e.lower() for e in held}
+    events = held if heldout else [e for e in _lines("events.txt") if e.lower() not in drop]
+    return sorted(events, key=lambda e: hashlib.sha1(e.encode()).hexdigest())

@@ -135,7 +135,39 @@ class TemplateTask(Strict):
         return v
 
 
-TaskConfig = Annotated[Union[ParaphrasePairsTask, ParaphraseInstructTask, TemplateTask], Field(discriminator="name")]
+class CommonsenseTask(Strict):
+    """Symbolic Knowledge Distillation's task: events in ("PersonX goes to the mall"), if-then
+    inferences out, one per ATOMIC relation, as one structured (JSON) object per sample. Each
+    inference becomes a record: input ``"<event> | <relation>"``, output the inference."""
+
+    name: Literal["commonsense"] = "commonsense"
+    events: str = Field("builtin:atomic-events", description="seed file of events: .txt (one per line), .jsonl "
+                        "(field `field`) or builtin:atomic-events (the shipped ones, held-out events excluded)")
+    field: str = Field("event", description="JSONL field holding the event")
+    relations: list[str] = Field(default_factory=lambda: ["xIntent", "xNeed", "xWant", "xEffect", "xReact", "oReact"],
+                                 description="ATOMIC relations asked for (keys of the JSON object)")
+    k: int = Field(2, gt=0, description="samples (JSON objects) per event")
+    few_shot: list[tuple[str, dict[str, str]]] | None = Field(
+        None, description="(event, {relation: inference}) examples shown first; None: the shipped three")
+    chat: bool = Field(False, description="send as a chat message; False: a plain few-shot completion, which "
+                       "small instruct models follow better for this format")
+    sampling: Sampling = Sampling(max_tokens=96, temperature=0.7, top_p=0.9)
+    max_chars: int = Field(60, gt=0, description="longest inference the schema admits")
+    limit: int | None = Field(None, gt=0, description="use only the first N events")
+
+    @field_validator("relations")
+    @classmethod
+    def _known_relations(cls, v: list[str]) -> list[str]:
+        from distill.generator.tasks.commonsense import RELATIONS
+
+        bad = [r for r in v if r not in RELATIONS]
+        if bad or not v or len(set(v)) != len(v):
+            raise ValueError(f"relations must be distinct ATOMIC relations ({', '.join(RELATIONS)}); got {v}")
+        return v
+
+
+TaskConfig = Annotated[Union[ParaphrasePairsTask, ParaphraseInstructTask, TemplateTask, CommonsenseTask],
+                       Field(discriminator="name")]
 
 
 # ---- teacher ----------------------------------------------------------------------
@@ -485,7 +517,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config in {source}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in
-                       ("paraphrase_pairs", "paraphrase_instruct", "template")))
+                       ("paraphrase_pairs", "paraphrase_instruct", "template", "commonsense")))
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         lines.append(f"  {loc or '(top level)'}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden"
                                                              and not isinstance(e.get("input"), dict) else ""))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import ParaphraseInstructTask, RunConfig, dump_config
-from distill.errors import BudgetExhausted, DistillError
+from distill.errors import BudgetExhausted, ConfigError, DistillError
 from distill.shards import atomic_write, atomic_write_json
 
 
@@ -130,6 +130,9 @@ def _train_summary(t: dict[str, Any]) -> dict[str, Any]:
 
 def run_all(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every round of ``cfg``, evaluating after each; returns the summary."""
+    if cfg.task.name == "commonsense" and cfg.loop.rounds > 1:
+        raise ConfigError("loop.rounds: the commonsense task runs one round (teacher -> critics -> corpus -> student "
+                          "-> eval); later rounds paraphrase, which this task does not")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))

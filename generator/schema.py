@@ -15,11 +15,12 @@ FIELD = "task.output_schema"
 
 
 class OutputSchema:
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str | dict[str, Any]) -> None:
+        """``spec``: a schema file (.json), a pydantic model (module:Class) or the schema itself."""
         import jsonschema
 
-        self.spec = spec
-        self.schema = _load(spec)
+        self.spec = spec if isinstance(spec, str) else "the task's schema"
+        self.schema = _load(spec) if isinstance(spec, str) else spec
         try:
             cls = jsonschema.validators.validator_for(self.schema)
             cls.check_schema(self.schema)

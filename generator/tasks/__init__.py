@@ -20,6 +20,10 @@ def build_task(cfg, seed: int) -> Task:
         from distill.generator.tasks.template import TemplatePrompts
 
         return TemplatePrompts(cfg, seed)
+    if cfg.name == "commonsense":
+        from distill.generator.tasks.commonsense import Commonsense
+
+        return Commonsense(cfg, seed)
     raise ValueError(f"unknown task {cfg.name!r}")
 
 
