@@ -17,6 +17,7 @@ CRITICS: dict[str, str] = {
     "copy": "distill.critics.rules:CopyCritic",
     "negation": "distill.critics.rules:NegationFlip",
     "wellformed": "distill.critics.rules:WellFormed",
+    "commonsense_form": "distill.critics.commonsense:CommonsenseForm",
     "nli": "distill.critics.nli:NLICritic",
     "lm_judge": "distill.critics.lm_judge:LMJudgeCritic",
     "likelihood": "distill.critics.likelihood:LikelihoodCritic",

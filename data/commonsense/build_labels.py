@@ -1,10 +1,10 @@
 """Blind labelling sheets of real commonsense inferences, and the merge of their labels into
 ``labels.jsonl`` (the binary format ``distill critic train`` reads).
 
-    python data/commonsense/build_labels.py sheets RUN_DIR OUT_DIR --n 600 --batches 4 --overlap 60
+    python data/commonsense/build_labels.py sheets FILTER_DIR OUT_DIR --n 600 --batches 4 --overlap 60
     python data/commonsense/build_labels.py merge OUT_DIR data/commonsense/labels.jsonl
 
-``sheets`` samples ``n`` inferences that the form critic keeps (``RUN_DIR/filtered/critics``:
+``sheets`` samples ``n`` inferences that the form critic keeps (``FILTER_DIR/critics`` of a filter run:
 what the trained critic will be asked about), in a seeded order, and writes ``batch-K.jsonl``
 sheets with opaque ids and only the event, the relation and the inference (no teacher, no
 score), plus ``key.jsonl``; ``overlap`` items appear in two batches, for agreement. A labeller
@@ -35,7 +35,7 @@ def _split(event: str) -> str:
 def sheets(run: Path, out: Path, n: int, batches: int, overlap: int, seed: int) -> None:
     from distill.shards import ShardStore
 
-    recs = list(ShardStore(run / "filtered" / "critics").iter_records())
+    recs = list(ShardStore(run / "critics").iter_records())
     rng = random.Random(seed)
     rng.shuffle(recs)
     pick = recs[:n]
