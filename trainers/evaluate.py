@@ -88,16 +88,23 @@ def _prompt_settings(spec: EvalModelSpec) -> tuple[str, list[tuple[str, str]]]:
     return spec.instruction or ParaphraseInstructTask.model_fields["instruction"].default, shots[: spec.few_shot]
 
 
+def backend_identity(spec: EvalModelSpec, cfg: RunConfig) -> dict[str, Any]:
+    """What decides a model's outputs besides its prompt and sampling: the weights, the
+    backend and the run's teacher settings that apply to it."""
+    t = cfg.teacher
+    return {"model": _model_identity(spec), "backend": spec.backend, "seed": cfg.seed, "device": t.device,
+            "dtype": t.dtype, "options": (t.vllm if spec.backend == "vllm" else t.openai).model_dump()
+            if spec.backend != "transformers" else None}
+
+
 def fingerprint(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], critic_specs: list, encoder: str | None,
                 meaning_specs: list = ()) -> str:
     t = cfg.teacher
     gen = None
     if spec.kind == "model":
         instruction, shots = _prompt_settings(spec)
-        gen = {"model": _model_identity(spec), "backend": spec.backend, "instruction": instruction, "shots": shots,
-               "sampling": spec.sampling.model_dump(), "seed": cfg.seed, "device": t.device, "dtype": t.dtype,
-               "options": (t.vllm if spec.backend == "vllm" else t.openai).model_dump()
-               if spec.backend != "transformers" else None}
+        gen = {**backend_identity(spec, cfg), "instruction": instruction, "shots": shots,
+               "sampling": spec.sampling.model_dump()}
     # an LM-judge critic asks the run's teacher, so then the teacher is part of the critics
     judge = t.model_dump() if any(c.type == "lm_judge" for c in [*critic_specs, *meaning_specs]) else None
     payload = {"v": RESULT_VERSION, "kind": spec.kind, "gen": gen, "inputs": hashlib.sha256(
@@ -114,10 +121,8 @@ def generate(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], out: Path, 
     loaded here and released before returning."""
     if spec.kind == "copy":
         return list(inputs)
-    from distill.generator.cache import RequestCache
-    from distill.generator.backends import SamplingParams, make_backend
+    from distill.generator.backends import SamplingParams
     from distill.generator.tasks.paraphrase import ParaphraseInstruct, clean_answer
-    from distill.generator.teacher import Teacher
 
     instruction, shots = _prompt_settings(spec)
     # the very prompt ParaphraseInstruct sends (how a student is trained and later used)
@@ -125,6 +130,18 @@ def generate(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], out: Path, 
     s = spec.sampling
     params = SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                             seed=cfg.seed)
+    texts = complete(spec, cfg, [task.messages(x) for x in inputs], params, out, progress, backend_factory)
+    return [clean_answer(t) for t in texts]
+
+
+def complete(spec: EvalModelSpec, cfg: RunConfig, prompts: list, params, out: Path, progress: bool = True,
+             backend_factory: Callable[[EvalModelSpec], Any] | None = None) -> list[str]:
+    """One completion text per prompt from ``spec``'s model, through the cached Teacher; the
+    model is loaded here and released before returning."""
+    from distill.generator.backends import make_backend
+    from distill.generator.cache import RequestCache
+    from distill.generator.teacher import Teacher
+
     backend = (backend_factory(spec) if backend_factory is not None
                else make_backend(cfg.teacher.model_copy(update={"model": spec.model, "backend": spec.backend})))
     backend = _WeightsKeyed(backend, _model_identity(spec))
@@ -133,15 +150,16 @@ def generate(spec: EvalModelSpec, cfg: RunConfig, inputs: list[str], out: Path, 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(inputs), unit="input", desc=f"eval {spec.name}", dynamic_ncols=True)
+        bar = tqdm(total=len(prompts), unit="input", desc=f"eval {spec.name}", dynamic_ncols=True)
     try:
-        comps = Teacher(backend, cache, progress=bar).generate([task.messages(x) for x in inputs], 1, params)
+        backend.refuse_json_schema(params)
+        comps = Teacher(backend, cache, progress=bar).generate(prompts, 1, params)
     finally:
         if bar is not None:
             bar.close()
         cache.close()
         backend.close()  # releases the weights (distill.devices.release_model) before the next model loads
-    return [clean_answer(c[0].text) for c in comps]
+    return [c[0].text for c in comps]
 
 
 class _WeightsKeyed:
@@ -169,19 +187,13 @@ class Scorer:
     def __init__(self, cfg: RunConfig, critic_specs: list, encoder: str | None, out: Path,
                  meaning_specs: list = ()) -> None:
         from distill.critics.embed import Encoder
-        from distill.critics.registry import build_critic
 
         self.encoder = Encoder(encoder, cache_path=out / "embeddings.sqlite")
-        self.critics = [build_critic(c.type, c.kwargs(), where=f"eval.critics[{n}]", teacher=cfg.teacher,
-                                     encoder=encoder) for n, c in enumerate(critic_specs)]
-        self.meaning = [build_critic(c.type, c.kwargs(), where=f"eval.meaning_critics[{n}]", teacher=cfg.teacher,
-                                     encoder=encoder) for n, c in enumerate(meaning_specs)]
+        self.critics = build_critics(cfg, critic_specs, "eval.critics", encoder)
+        self.meaning = build_critics(cfg, meaning_specs, "eval.meaning_critics", encoder)
         self._x_tokens: dict[str, Any] = {}
 
     def score(self, inputs: list[str], outputs: list[str]) -> list[dict[str, Any]]:
-        from distill.record import Record
-        from distill.stage import run_pipeline
-
         new = [x for x in dict.fromkeys(inputs) if x not in self._x_tokens]
         self._x_tokens.update(zip(new, M.token_embeddings(self.encoder.model, new)))
         y_tokens = M.token_embeddings(self.encoder.model, outputs)
@@ -205,21 +217,37 @@ class Scorer:
 
     @staticmethod
     def _judge(critics: list, inputs: list[str], outputs: list[str]) -> tuple[set[str], dict[str, str]]:
-        """Ids (item indices) the chain keeps, and the first failing critic's reason for the rest."""
         from distill.record import Record
-        from distill.stage import run_pipeline
 
-        records = [Record(id=str(i), task="paraphrase", input=x, output=y) for i, (x, y) in enumerate(zip(inputs, outputs))]
-        kept = {r.id for r in run_pipeline(critics, records)}
-        reasons = {r.id: f"{c.name}:{why}" if not why.startswith(c.name) else why
-                   for c in critics for r, why in c.drain_rejects()}
-        return kept, reasons
+        return judge_records(critics, [Record(id=str(i), task="paraphrase", input=x, output=y)
+                                       for i, (x, y) in enumerate(zip(inputs, outputs))])
 
     def close(self) -> None:
-        for c in self.critics + self.meaning:
-            if hasattr(c, "close"):
-                c.close()
+        close_critics(self.critics + self.meaning)
         self.encoder.close()
+
+
+def build_critics(cfg: RunConfig, specs: list, where: str, encoder: str | None) -> list:
+    from distill.critics.registry import build_critic
+
+    return [build_critic(c.type, c.kwargs(), where=f"{where}[{n}]", teacher=cfg.teacher, encoder=encoder)
+            for n, c in enumerate(specs)]
+
+
+def judge_records(critics: list, records: list) -> tuple[set[str], dict[str, str]]:
+    """Ids of the records the chain keeps, and the first failing critic's reason for the rest."""
+    from distill.stage import run_pipeline
+
+    kept = {r.id for r in run_pipeline(critics, records)}
+    reasons = {r.id: f"{c.name}:{why}" if not why.startswith(c.name) else why
+               for c in critics for r, why in c.drain_rejects()}
+    return kept, reasons
+
+
+def close_critics(critics: list) -> None:
+    for c in critics:
+        if hasattr(c, "close"):
+            c.close()
 
 
 def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,7 +275,12 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
              backend_factory: Callable[[EvalModelSpec], Any] | None = None) -> dict[str, Any]:
     """Evaluate ``models`` (EvalModelSpec or dicts; None: ``cfg.eval.models``), reusing
     every cached per-model result; write the outputs listed in the module docstring and
-    return what results.json holds. ``backend_factory`` (tests) replaces make_backend."""
+    return what results.json holds. ``backend_factory`` (tests) replaces make_backend.
+    The commonsense task has its own evaluation (:mod:`distill.trainers.eval_commonsense`)."""
+    if cfg.task.name == "commonsense":
+        from distill.trainers.eval_commonsense import run_commonsense_eval
+
+        return run_commonsense_eval(cfg, progress, models, backend_factory)
     t0 = time.perf_counter()
     given = cfg.eval.models if models is None else models
     specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in given]
@@ -304,8 +337,12 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
 
 
 def write_results(results: dict[str, Any], out: Path) -> None:
+    if results.get("task") == "commonsense":
+        from distill.trainers.eval_commonsense import markdown as write_md
+    else:
+        write_md = markdown
     atomic_write_json(out / "results.json", {k: v for k, v in results.items() if k != "output_dir"})
-    atomic_write(out / "results.md", lambda f: f.write(markdown(results).encode()))
+    atomic_write(out / "results.md", lambda f: f.write(write_md(results).encode()))
 
 
 def _cell(v: float, fmt: str) -> str:
@@ -383,6 +420,11 @@ def cli_eval(cfg: RunConfig, progress: bool = True, sheet_n: int | None = None, 
     if sheet_n is not None:
         return sheet.cli_write(cfg, sheet_n, sheet_copy, progress)
     res = run_eval(cfg, progress=progress)
+    if res.get("task") == "commonsense":
+        from distill.trainers.eval_commonsense import report
+
+        print(report(res))
+        return 0
     print("\n" + table(res))
     cached = [r["name"] for r in res["models"] if r["cached"]]
     print(f"\n{res['inputs']['count']} inputs, {res['seconds']} s" + (f" (reused: {', '.join(cached)})" if cached else "")

@@ -19,6 +19,10 @@ P / C / M / D rates over the judged ones with 95% Wilson intervals (scipy), M ki
 counted. Unlabelled items are not judged (not failures). :func:`attach` puts these into
 every later ``results.json`` whose rows still have the fingerprint the sheet was made
 from (a retrained student's new outputs were never judged, so it gets no human row).
+
+P / C / M / D are the paraphrase labels; an evaluation whose results carry
+``sheet_labels`` (the commonsense one: A / R) is labelled and scored with those instead
+(key.json and scores.json record which).
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ def write_sheet(results: dict[str, Any], eval_out: Path, n: int, seed: int, incl
     if _has_labels(folder):
         raise DistillError(f"{folder} holds a sheet with labels; score it (--score-sheet) and move it away "
                            f"before writing a new one")
+    labels = results.get("sheet_labels") or LABELS
     outs = {r["name"]: _outputs(eval_out, r["name"]) for r in rows}
     count = min([n] + [len(v) for v in outs.values()])
     items, key = [], {}
@@ -120,19 +125,20 @@ def write_sheet(results: dict[str, Any], eval_out: Path, n: int, seed: int, incl
     atomic_write(folder / "sheet.csv", lambda f: f.write(buf.getvalue().encode()))
     atomic_write_json(folder / "key.json", {
         "seed": seed, "inputs": count, "include_copy": include_copy,
-        "systems": {r["name"]: r["fingerprint"] for r in rows},
+        "systems": {r["name"]: r["fingerprint"] for r in rows}, "labels": labels,
         "shared_outputs": "an item listing several systems is their identical output, shown once; its label counts "
                           "for each of them", "items": key})
-    atomic_write(folder / "README.md", lambda f: f.write(instructions(len(items), count).encode()))
+    atomic_write(folder / "README.md", lambda f: f.write(instructions(len(items), count, labels).encode()))
     return {"dir": str(folder), "items": len(items), "inputs": count, "systems": [r["name"] for r in rows]}
 
 
-def instructions(items: int, inputs: int) -> str:
-    labels = "\n".join(f"- `{k}`: {v}" for k, v in LABELS.items())
+def instructions(items: int, inputs: int, labels: dict[str, str] = LABELS) -> str:
+    listed = "\n".join(f"- `{k}`: {v}" for k, v in labels.items())
+    kinds = (f"For `M`, `kinds` may name how (several allowed; in the CSV separated by `;`): "
+             f"{', '.join(f'`{k}`' for k in KINDS)}. " if "M" in labels else "")
     return (f"# Blind judgment sheet\n\n{items} items for {inputs} inputs. Each row is an input `x` and one system's "
             f"output `y`; which system wrote it is in `key.json` (do not open it while labelling). Fill `label` with "
-            f"one of:\n\n{labels}\n\nFor `M`, `kinds` may name how (several allowed; in the CSV separated by `;`): "
-            f"{', '.join(f'`{k}`' for k in KINDS)}. `note` is free text. Leave `label` empty to skip an item: it "
+            f"one of:\n\n{listed}\n\n{kinds}`note` is free text. Leave `label` empty to skip an item: it "
             f"counts as not judged. Then: `distill eval CONFIG --score-sheet sheet.jsonl` (or the CSV).\n")
 
 
@@ -176,6 +182,7 @@ def _kinds(value: Any, where: str) -> list[str]:
 def score_sheet(path: Path, key: dict[str, Any]) -> dict[str, Any]:
     """Per system of ``key``: items on the sheet, judged, label counts, rates with Wilson
     intervals, M kinds. Every id of the file must be in the key, each once."""
+    labels = key.get("labels") or LABELS
     counts = {s: Counter() for s in key["systems"]}
     kinds = {s: Counter() for s in key["systems"]}
     on_sheet = Counter(s for it in key["items"].values() for s in it["systems"])
@@ -192,8 +199,9 @@ def score_sheet(path: Path, key: dict[str, Any]) -> dict[str, Any]:
         label = str(raw if raw is not None else "").strip().upper()
         if not label:
             continue
-        if label not in LABELS:
-            raise DistillError(f"{where}: label {raw!r} is not one of P, C, M, D (leave it empty if not judged)")
+        if label not in labels:
+            raise DistillError(f"{where}: label {raw!r} is not one of {', '.join(labels)} (leave it empty if not "
+                               f"judged)")
         found = _kinds(row.get("kinds"), where)
         for s in key["items"][item_id]["systems"]:
             counts[s][label] += 1
@@ -203,10 +211,10 @@ def score_sheet(path: Path, key: dict[str, Any]) -> dict[str, Any]:
     for s, fp in key["systems"].items():
         judged = sum(counts[s].values())
         systems[s] = {"fingerprint": fp, "on_sheet": on_sheet[s], "judged": judged,
-                      "counts": {k: counts[s][k] for k in LABELS},
-                      "rates": {k: _rate(counts[s][k], judged) for k in LABELS},
+                      "counts": {k: counts[s][k] for k in labels},
+                      "rates": {k: _rate(counts[s][k], judged) for k in labels},
                       "m_kinds": dict(kinds[s].most_common())}
-    return {"sheet": str(path), "confidence": CONFIDENCE, "systems": systems}
+    return {"sheet": str(path), "confidence": CONFIDENCE, "labels": labels, "systems": systems}
 
 
 def _rate(k: int, n: int) -> dict[str, float] | None:
@@ -238,7 +246,8 @@ def attach(results: dict[str, Any], eval_out: Path) -> None:
             row["human"] = {k: v for k, v in s.items() if k != "fingerprint"}
         else:
             stale.append(row["name"])
-    results["human"] = {"sheet": scores["sheet"], "confidence": scores["confidence"], "stale": stale}
+    results["human"] = {"sheet": scores["sheet"], "confidence": scores["confidence"], "stale": stale,
+                        "labels": scores.get("labels") or LABELS}
 
 
 def _pct(r: dict[str, float] | None) -> str:
@@ -250,15 +259,20 @@ def human_table(results: dict[str, Any]) -> str:
     rows, h = [r for r in results["models"] if r.get("human")], results.get("human") or {}
     if not rows and not h.get("stale"):
         return ""
+    labels = h.get("labels") or LABELS
+    legend = ("P = same meaning, visibly reworded (the keep class); C = copy or trivial edit; M = meaning changed; "
+              "D = degenerate or off task." if labels == LABELS else
+              "; ".join(f"{k} = {v}" for k, v in labels.items()) + f" ({next(iter(labels))} is the keep class).")
+    head = [f"{k} ↑" if n == 0 else k for n, k in enumerate(labels)] + (["M kinds"] if "M" in labels else [])
     lines = [f"Human labels from the blind sheet `{h['sheet']}` (systems hidden, shuffled per input). Rates over the "
              f"judged items with {100 * h['confidence']:.0f}% Wilson intervals; unlabelled items are not judged, not "
-             "failures; an output several systems share was shown once and counts for each. P = same meaning, "
-             "visibly reworded (the keep class); C = copy or trivial edit; M = meaning changed; D = degenerate or "
-             "off task.", "", "| model | judged / on sheet | P ↑ | C | M | D | M kinds |", "|---|---|---|---|---|---|---|"]
+             f"failures; an output several systems share was shown once and counts for each. {legend}", "",
+             "| model | judged / on sheet | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for r in rows:
         u = r["human"]
-        lines.append(f"| {r['name']} | {u['judged']} / {u['on_sheet']} | " + " | ".join(_pct(u["rates"][k]) for k in LABELS)
-                     + " | " + (", ".join(f"{k} {v}" for k, v in u["m_kinds"].items()) or "-") + " |")
+        kinds = [", ".join(f"{k} {v}" for k, v in u["m_kinds"].items()) or "-"] if "M" in labels else []
+        lines.append(f"| {r['name']} | {u['judged']} / {u['on_sheet']} | "
+                     + " | ".join([_pct(u["rates"][k]) for k in labels] + kinds) + " |")
     if h.get("stale"):
         lines += ["", f"Not shown (their outputs changed since the sheet was written): {', '.join(h['stale'])}."]
     return "\n".join(lines)
