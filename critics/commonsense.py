@@ -9,7 +9,10 @@ relation), ``commonsense_form:empty``, ``commonsense_form:multiline``,
 (JSON or markup remnants, a label such as "xIntent:", the whole answer in quotes, mostly
 non-letters), ``commonsense_form:too_long`` (a word cap, tighter for the one-word-or-two
 relations xReact, oReact and xAttr), ``commonsense_form:copies_event`` (the event, or its
-predicate after PersonX, restated), ``commonsense_form:copies_relation_name``,
+predicate after PersonX, restated, inflections aside: "to yawn loudly" for "PersonX yawns
+loudly"), ``commonsense_form:copies_relation_name``,
+``commonsense_form:feeling_as_effect`` (xEffect and oEffect answered with a feeling, "happy",
+"feels sad": that is xReact's answer, not an effect),
 ``commonsense_form:not_to_phrase`` (xIntent, xNeed, xWant and oWant answer "to ..."),
 ``commonsense_form:starts_with_to`` (the other relations must not), and
 ``commonsense_form:repetition`` (a word three times in a row, or a bigram twice).
@@ -49,6 +52,33 @@ _RELATION_NAMES = frozenset(r.lower() for r in RELATIONS)
 # a bigram of two of these may recur ("to the park and to the lake"); any other may not
 _FUNCTION = frozenset("""a an the to of in on at for with and or but by from up out off into about is are be
 been it its their his her them they he she him personx persony personx's persony's""".split())
+
+
+#: feelings (and the words for them) that answer xReact / oReact, not xEffect / oEffect
+_FEELINGS = frozenset("""happy happier happiness sad sadness glad upset angry anger mad furious annoyed irritated
+frustrated frustration excited excitement thrilled delighted joyful joy cheerful content satisfied pleased proud
+grateful thankful relieved relief calm relaxed peaceful nervous anxious worried scared afraid frightened fearful
+terrified embarrassed ashamed guilty lonely bored tired exhausted jealous envious hopeful disappointed
+disappointment surprised amazed shocked confused curious sorry hurt heartbroken miserable depressed stressed
+overwhelmed fantastic great good bad fine awesome wonderful amused loved proudly""".split())
+_FEELING_LEAD = frozenset({"feels", "feel", "is", "very", "so", "really", "happy", "sad"})
+
+
+def _stem(w: str) -> str:
+    """Crude: enough to match "yawns"/"yawned"/"yawning" with "yawn" (not a lemmatiser)."""
+    w = w.removesuffix("'s")
+    for suf in ("ing", "ed", "es", "s"):
+        if len(w) > len(suf) + 2 and w.endswith(suf):
+            return w[: -len(suf)]
+    return w
+
+
+def _is_feeling(words: list[str]) -> bool:
+    """"happy", "very sad", "feels upset", "is happy for personx", "happy for persony"."""
+    core = [w for w in words if w not in ("for", "personx", "persony", "them", "him", "her", "others")]
+    while core and core[0] in _FEELING_LEAD - _FEELINGS:
+        core = core[1:]
+    return 0 < len(core) <= 2 and all(w in _FEELINGS or w in _FEELING_LEAD for w in core) and core[-1] in _FEELINGS
 
 
 def _tokens(text: str) -> list[str]:
@@ -127,10 +157,13 @@ class CommonsenseForm(Critic):
             return "too_long"
         words, ev = _tokens(t), _tokens(event)
         predicate = ev[1:] if ev[:1] == ["personx"] and len(ev) >= 3 else []
-        if words == ev or _contains(words, ev) or _contains(words, predicate):
+        stems, pred_stems = [_stem(w) for w in words], [_stem(w) for w in predicate]
+        if words == ev or _contains(words, ev) or _contains(words, predicate) or _contains(stems, pred_stems):
             return "copies_event"
         if _RELATION_NAMES.intersection(words):
             return "copies_relation_name"
+        if relation in ("xEffect", "oEffect") and _is_feeling(words):
+            return "feeling_as_effect"
         to_start = t.lower().startswith("to ")
         if relation in TO_PHRASE and not to_start:
             return "not_to_phrase"

@@ -25,6 +25,14 @@ def verdict(critic, x: str, y: str):
 
 
 CASES = [
+    # a feeling is xReact's answer, not an effect; an inflected restatement of the event is a copy
+    ("PersonX takes a pottery class | xEffect", "happy", "feeling_as_effect"),
+    ("PersonX wins the race | xEffect", "feels very happy", "feeling_as_effect"),
+    ("PersonX wins the race | oEffect", "happy for PersonX", "feeling_as_effect"),
+    ("PersonX wins the race | xEffect", "gets a medal", None),
+    ("PersonX wins the race | xEffect", "becomes famous", None),
+    ("PersonX yawns loudly | xIntent", "to yawn loudly", "copies_event"),
+    ("PersonX helps PersonY move | xIntent", "to help PersonY move", "copies_event"),
     # one good inference per relation
     (f"{MALL} | xIntent", "to buy new shoes", None),
     (f"{MALL} | xNeed", "to get in the car", None),
@@ -108,7 +116,7 @@ def test_reasons(x, y, reason):
 def test_every_reason_and_relation_is_tried():
     reasons = {r for _, _, r in CASES if r}
     assert reasons == {"empty", "multiline", "not_text", "too_long", "placeholder", "copies_event",
-                       "copies_relation_name", "not_to_phrase", "starts_with_to", "repetition", "unknown_relation"}
+                       "copies_relation_name", "feeling_as_effect", "not_to_phrase", "starts_with_to", "repetition", "unknown_relation"}
     kept = {x.rpartition(" | ")[2] for x, _, r in CASES if r is None}
     assert kept == set(RELATIONS)
 
