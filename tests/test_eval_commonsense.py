@@ -244,3 +244,23 @@ def test_real_default_model_as_teacher_and_student_on_one_event(tmp_path):
     m = {r["name"]: r["metrics"] for r in res["models"]}
     assert m["teacher"]["n"] == 2 and m["teacher"]["unparsed"] == 0 and m["teacher"]["empty"] == 0
     assert m["base"]["empty"] < 1
+
+
+def test_sheet_counts_the_kinds_of_a_commonsense_reject(tmp_path):
+    """A/R sheets take the R kinds of data/commonsense/LABELS.md (not the paraphrase M kinds)."""
+    from distill.errors import DistillError
+    from distill.trainers.sheet import score_sheet
+
+    key = {"labels": {"A": "accept", "R": "reject"}, "systems": {"t": "f1", "s": "f2"},
+           "items": {"1": {"systems": ["t"]}, "2": {"systems": ["s"]}, "3": {"systems": ["t", "s"]}}}
+    sheet = tmp_path / "sheet.jsonl"
+    rows = [{"id": "1", "label": "R", "kinds": ["implausible"]}, {"id": "2", "label": "A", "kinds": []},
+            {"id": "3", "label": "R", "kinds": ["wrong_relation"]}]
+    sheet.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = score_sheet(sheet, key)["systems"]
+    assert got["t"]["counts"] == {"A": 0, "R": 2} and got["s"]["counts"] == {"A": 1, "R": 1}
+    assert got["t"]["m_kinds"] == {"implausible": 1, "wrong_relation": 1}
+    rows[0]["kinds"] = ["negation"]
+    sheet.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DistillError, match="kind 'negation' is not one of wrong_relation"):
+        score_sheet(sheet, key)

@@ -44,6 +44,10 @@ LABELS = {"P": "same meaning, visibly reworded (the only class a critic should k
           "M": "the meaning changed (say how in kinds)",
           "D": "degenerate or off task (a wrapper, a loop, another language, an unrelated sentence)"}
 KINDS = ("added", "dropped", "fact", "role", "number", "time", "negation", "attribution")
+#: the kinds of a commonsense reject (R), as data/commonsense/LABELS.md names them
+R_KINDS = ("wrong_relation", "implausible", "unrelated", "contradicts", "malformed", "vague")
+#: the label whose kinds are counted, and the kinds it takes, per label set
+KIND_OF = {"M": KINDS, "R": R_KINDS}
 FIELDS = ("id", "x", "y", "label", "kinds", "note")
 CONFIDENCE = 0.95
 
@@ -171,11 +175,11 @@ def read_filled(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-def _kinds(value: Any, where: str) -> list[str]:
+def _kinds(value: Any, where: str, allowed: tuple[str, ...] = KINDS) -> list[str]:
     kinds = value if isinstance(value, list) else [k for k in re.split(r"[;,\s]+", str(value or "")) if k]
-    bad = [k for k in kinds if str(k).strip().lower() not in KINDS]
+    bad = [k for k in kinds if str(k).strip().lower() not in allowed]
     if bad:
-        raise DistillError(f"{where}: kind {bad[0]!r} is not one of {', '.join(KINDS)}")
+        raise DistillError(f"{where}: kind {bad[0]!r} is not one of {', '.join(allowed)}")
     return [str(k).strip().lower() for k in kinds]
 
 
@@ -183,6 +187,7 @@ def score_sheet(path: Path, key: dict[str, Any]) -> dict[str, Any]:
     """Per system of ``key``: items on the sheet, judged, label counts, rates with Wilson
     intervals, M kinds. Every id of the file must be in the key, each once."""
     labels = key.get("labels") or LABELS
+    kind_label = next((k for k in KIND_OF if k in labels), "M")
     counts = {s: Counter() for s in key["systems"]}
     kinds = {s: Counter() for s in key["systems"]}
     on_sheet = Counter(s for it in key["items"].values() for s in it["systems"])
@@ -202,10 +207,10 @@ def score_sheet(path: Path, key: dict[str, Any]) -> dict[str, Any]:
         if label not in labels:
             raise DistillError(f"{where}: label {raw!r} is not one of {', '.join(labels)} (leave it empty if not "
                                f"judged)")
-        found = _kinds(row.get("kinds"), where)
+        found = _kinds(row.get("kinds"), where, KIND_OF[kind_label])
         for s in key["items"][item_id]["systems"]:
             counts[s][label] += 1
-            if label == "M":
+            if label == kind_label:
                 kinds[s].update(found)
     systems = {}
     for s, fp in key["systems"].items():
