@@ -161,3 +161,27 @@ def test_registry_builds_it_and_rejects_bad_options():
         build_critic("commonsense_form", {"max_word": 8})
     with pytest.raises(ConfigError, match="max_feeling_words must be an integer >= 1, got 0"):
         build_critic("commonsense_form", {"max_feeling_words": 0})
+
+
+def test_the_shipped_trained_critic_loads_and_ranks_real_labels():
+    """data/commonsense/critic (fit on data/commonsense/labels.jsonl) loads through the registry as the
+    example config names it and, on the labelled test split, scores accepted inferences above rejected
+    ones (its held-out AUC was 0.74)."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from distill.critics.registry import build_critic
+    from distill.record import Record
+
+    root = Path(__file__).resolve().parents[1] / "data" / "commonsense"
+    critic = build_critic("trained", {"path": str(root / "critic")})
+    rows = [json.loads(line) for line in (root / "labels.jsonl").read_text().splitlines()]
+    test = [r for r in rows if r["split"] == "test"]
+    recs = [Record(id=r["id"], task="commonsense", input=r["x"], output=r["y"]) for r in test]
+    critic.judge_batch(recs)
+    score = next(k for k in recs[0].scores if k.startswith("trained"))
+    p = np.array([r.scores[score] for r in recs])
+    y = np.array([r["label"] for r in test])
+    assert len(test) == 200 and p[y == 1].mean() > p[y == 0].mean() + 0.15
