@@ -43,7 +43,6 @@ from typing import Any, Callable
 
 from distill.config import EvalModelSpec, RunConfig
 from distill.errors import ConfigError, DistillError
-from distill.rundir import RunFolder
 from distill.shards import atomic_write
 from distill.trainers import evaluate as E
 from distill.trainers import sheet
@@ -222,20 +221,8 @@ def run_commonsense_eval(cfg: RunConfig, progress: bool = True, models: list | N
     rels = cfg.task.relations
     critic_specs = cfg.eval.critics if cfg.eval.critics is not None else cfg.filter.critics
     encoder = cfg.eval.encoder or cfg.filter.dedup.encoder
-    rows: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[EvalModelSpec, RunFolder]] = []
-    for spec in specs:
-        h = fingerprint(spec, cfg, events, critic_specs, encoder)
-        folder = RunFolder(out / "models", h, record=f"{spec.name}-{h}.json")
-        done = folder.finished()
-        if done is not None:
-            rows[spec.name] = {**done, "cached": True}
-        else:
-            todo.append((spec, folder))
-    generated = {}
-    for spec, _ in todo:  # phase 1: one model in memory at a time
-        g0 = time.perf_counter()
-        generated[spec.name] = (generate(spec, cfg, events, out, progress, backend_factory), time.perf_counter() - g0)
+    rows, todo = E.split_cached(specs, out, lambda spec: fingerprint(spec, cfg, events, critic_specs, encoder))
+    generated = E.generate_each(todo, lambda spec: generate(spec, cfg, events, out, progress, backend_factory))
     if todo:  # phase 2: one critic chain for every new output list
         critics = E.build_critics(cfg, critic_specs, "eval.critics", encoder)
         try:

@@ -271,6 +271,33 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def split_cached(specs: list[EvalModelSpec], out: Path, fingerprint_of: Callable[[EvalModelSpec], str]
+                 ) -> tuple[dict[str, dict[str, Any]], list[tuple[EvalModelSpec, RunFolder]]]:
+    """({name: stored row} for the models whose result is stored under their fingerprint, [(spec, its
+    run folder)] for the others); a row file ``models/<name>-<fingerprint>.json`` is record and result."""
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[EvalModelSpec, RunFolder]] = []
+    for spec in specs:
+        h = fingerprint_of(spec)
+        folder = RunFolder(out / "models", h, record=f"{spec.name}-{h}.json")
+        done = folder.finished()
+        if done is not None:
+            rows[spec.name] = {**done, "cached": True}
+        else:
+            todo.append((spec, folder))
+    return rows, todo
+
+
+def generate_each(todo: list[tuple[EvalModelSpec, RunFolder]], generate_one: Callable[[EvalModelSpec], Any]
+                  ) -> dict[str, tuple[Any, float]]:
+    """Phase 1 of an evaluation: each model's outputs and seconds, one model in memory at a time."""
+    generated = {}
+    for spec, _ in todo:
+        g0 = time.perf_counter()
+        generated[spec.name] = (generate_one(spec), time.perf_counter() - g0)
+    return generated
+
+
 def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
              backend_factory: Callable[[EvalModelSpec], Any] | None = None) -> dict[str, Any]:
     """Evaluate ``models`` (EvalModelSpec or dicts; None: ``cfg.eval.models``), reusing
@@ -291,20 +318,9 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
     critic_specs = cfg.eval.critics if cfg.eval.critics is not None else cfg.filter.critics
     meaning_specs = cfg.eval.meaning_critics
     encoder = cfg.eval.encoder or cfg.filter.dedup.encoder
-    rows: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[EvalModelSpec, RunFolder]] = []
-    for spec in specs:
-        h = fingerprint(spec, cfg, inputs, critic_specs, encoder, meaning_specs)
-        folder = RunFolder(out / "models", h, record=f"{spec.name}-{h}.json")  # the row is record and result
-        done = folder.finished()
-        if done is not None:
-            rows[spec.name] = {**done, "cached": True}
-        else:
-            todo.append((spec, folder))
-    generated = {}
-    for spec, _ in todo:  # phase 1: one model in memory at a time
-        g0 = time.perf_counter()
-        generated[spec.name] = (generate(spec, cfg, inputs, out, progress, backend_factory), time.perf_counter() - g0)
+    rows, todo = split_cached(specs, out, lambda spec: fingerprint(spec, cfg, inputs, critic_specs, encoder,
+                                                                   meaning_specs))
+    generated = generate_each(todo, lambda spec: generate(spec, cfg, inputs, out, progress, backend_factory))
     if todo:  # phase 2: one encoder and one critic chain for every new output list
         scorer = Scorer(cfg, critic_specs, encoder, out, meaning_specs)
         try:
