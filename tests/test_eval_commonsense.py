@@ -141,16 +141,6 @@ def test_teacher_few_shot_beyond_the_examples_is_refused(tmp_path, critics):
         run_eval(cfg, progress=False, backend_factory=lambda spec: Answers(TEACHER))
 
 
-@pytest.fixture(scope="module")
-def tok_dir():
-    from distill.generator.models import resolve_model
-
-    try:
-        return resolve_model(None)
-    except DistillError as e:
-        pytest.skip(str(e))
-
-
 @pytest.mark.parametrize("chat", [True, False])
 def test_student_prompt_is_what_train_feeds(tmp_path, tok_dir, chat, critics):
     """The request the student gets, rendered as the transformers backend renders it, is

@@ -44,16 +44,6 @@ def make_corpus(path: Path, train: int = 24, validation: int = 8) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tok_dir():
-    from distill.generator.models import resolve_model
-
-    try:
-        return resolve_model(None)
-    except DistillError as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory, tok_dir):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
