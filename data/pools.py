@@ -12,6 +12,15 @@
 - ``atomic-events``: everyday events about PersonX (``data/commonsense/events.txt``, written for
   this project in ATOMIC's style) minus the held-out ones; ``atomic-heldout``: the held-out
   events (``data/commonsense/heldout_events.txt``), for evaluating a commonsense student.
+- ``lee-docs``, ``lee-docs-heldout``: whole lee documents for summarization
+  (distill.data.summarization.lee_docs): 60 held-out documents, all drawn from the documents
+  the paraphrase evaluation holds out, and the training documents, which repeat none of them.
+- ``aclsum-train``, ``aclsum-test``: ACL abstracts of the ``aclsum`` package with three
+  reference summaries each (distill.data.summarization.aclsum_docs); ``train`` is the
+  package's train and val splits, ``test`` its test split.
+
+Every pool gives text rows; the document pools' rows also carry ``id`` and, for aclsum,
+``title`` and ``references`` (:func:`load_pool_rows`), which seed rows keep.
 """
 
 from __future__ import annotations
@@ -47,19 +56,39 @@ def lee_train() -> list[str]:
     return out
 
 
-def load_pool(name: str) -> list[str]:
-    """The sentences of pool ``name`` (with or without the ``builtin:`` prefix), in a fixed order."""
+_POOLS = ("lee-train", "lee-heldout", "atomic-events", "atomic-heldout", "lee-docs", "lee-docs-heldout",
+          "aclsum-train", "aclsum-test")
+
+
+def load_pool_rows(name: str) -> list[dict]:
+    """The rows of pool ``name`` (with or without the ``builtin:`` prefix), in a fixed order:
+    dicts with at least ``text``."""
     name = name.removeprefix(PREFIX)
+    if name in ("lee-docs", "lee-docs-heldout"):
+        from distill.data.summarization import lee_docs
+
+        return lee_docs(heldout=name == "lee-docs-heldout")
+    if name in ("aclsum-train", "aclsum-test"):
+        from distill.data.summarization import aclsum_docs
+
+        return aclsum_docs(name.removeprefix("aclsum-"))
     if name == "lee-train":
-        return lee_train()
-    if name == "lee-heldout":
+        texts = lee_train()
+    elif name == "lee-heldout":
         from distill.data.heldout import load_heldout
 
-        return load_heldout("lee")
-    if name in ("atomic-events", "atomic-heldout"):
-        return atomic_events(heldout=name == "atomic-heldout")
-    raise DistillError(f"unknown built-in input pool {PREFIX}{name}; known: {PREFIX}lee-train, {PREFIX}lee-heldout, "
-                       f"{PREFIX}atomic-events, {PREFIX}atomic-heldout")
+        texts = load_heldout("lee")
+    elif name in ("atomic-events", "atomic-heldout"):
+        texts = atomic_events(heldout=name == "atomic-heldout")
+    else:
+        raise DistillError(f"unknown built-in input pool {PREFIX}{name}; known: "
+                           + ", ".join(PREFIX + p for p in _POOLS))
+    return [{"text": t} for t in texts]
+
+
+def load_pool(name: str) -> list[str]:
+    """The texts of pool ``name`` (with or without the ``builtin:`` prefix), in a fixed order."""
+    return [row["text"] for row in load_pool_rows(name)]
 
 
 def _lines(name: str) -> list[str]:

@@ -166,7 +166,47 @@ class CommonsenseTask(Strict):
         return v
 
 
-TaskConfig = Annotated[Union[ParaphrasePairsTask, ParaphraseInstructTask, TemplateTask, CommonsenseTask],
+class SummarizeInstructTask(Strict):
+    """Summarization, instruction mode: a chat teacher (instruction-tuned, API, or a trained
+    student) asked to summarise given documents, k samples each; the first ``sentences``
+    whole sentences of each answer are the summary."""
+
+    name: Literal["summarize_instruct"] = "summarize_instruct"
+    inputs: str = Field("builtin:lee-docs", description="seed file of documents: .jsonl (field `field`; other fields, "
+                        "e.g. references, ride along), .txt (one per line) or a builtin pool (lee-docs, aclsum-train)")
+    field: str = Field("text", description="JSONL field holding the document")
+    k: int = Field(4, gt=0, description="summaries sampled per document")
+    instruction: str = "Summarize the following text in one sentence."
+    few_shot: list[tuple[str, str]] = Field(default_factory=list, description="(document, summary) examples shown first")
+    chat: bool = Field(True, description="send as chat messages; False: a plain prompt ending in 'Summary:'")
+    sentences: int = Field(1, ge=0, description="whole sentences kept from each answer; 0: the whole answer")
+    sampling: Sampling = Sampling(max_tokens=80, temperature=0.7, top_p=0.9)
+    limit: int | None = Field(None, gt=0, description="use only the first N documents")
+
+
+class SummarizePairsTask(Strict):
+    """Summarization, Impossible Distillation's plain-LM mode: a context (a given document, or
+    one the LM writes from a dateline), then a cue ("TL;DR:", "In summary,") whose continuation
+    restates it; the first sentence of each of k samples per cue is a candidate summary."""
+
+    name: Literal["summarize_pairs"] = "summarize_pairs"
+    inputs: str | None = Field(None, description="seed file of documents (as summarize_instruct); None: contexts "
+                               "written by the LM from datelines (as paraphrase_pairs)")
+    field: str = Field("text", description="JSONL field holding the document")
+    limit: int | None = Field(None, gt=0, description="use only the first N documents")
+    num_contexts: int = Field(8, gt=0, description="contexts to write when inputs is None")
+    datelines: str | None = Field(None, description="YAML with templates/places/outlets; None: the shipped set")
+    context_sentences: tuple[int, int] = Field((3, 8), description="min and max whole sentences per written context")
+    context: Sampling = Sampling(max_tokens=192, temperature=1.0, top_p=0.9)
+    cues: list[str] = Field(default_factory=lambda: ["TL;DR:", "In summary,", "In short,"], min_length=1,
+                            description="text put after the context; its continuation is the candidate summary")
+    k: int = Field(4, gt=0, description="continuations sampled per context and cue")
+    continuation: Sampling = Sampling(max_tokens=60, temperature=0.7, top_p=0.9)
+    min_words: int = Field(5, ge=1, description="shorter summaries are dropped")
+
+
+TaskConfig = Annotated[Union[ParaphrasePairsTask, ParaphraseInstructTask, TemplateTask, CommonsenseTask,
+                                   SummarizeInstructTask, SummarizePairsTask],
                        Field(discriminator="name")]
 
 
@@ -472,6 +512,15 @@ class RunConfig(Strict):
     executor: ExecutorConfig = ExecutorConfig()
 
     @model_validator(mode="after")
+    def _student_instruction(self) -> "RunConfig":
+        """A summarization student learns the task's instruction unless train.instruction is given."""
+        if self.task.name.startswith("summarize") and "instruction" not in self.train.model_fields_set:
+            from distill.generator.tasks.summarize import INSTRUCTION
+
+            self.train.instruction = getattr(self.task, "instruction", INSTRUCTION)
+        return self
+
+    @model_validator(mode="after")
     def _gpus_for_tensor_parallel(self) -> "RunConfig":
         tp = self.teacher.vllm.tensor_parallel_size
         ex = self.executor
@@ -517,7 +566,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config in {source}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in
-                       ("paraphrase_pairs", "paraphrase_instruct", "template", "commonsense")))
+                       ("paraphrase_pairs", "paraphrase_instruct", "template", "commonsense",
+                        "summarize_instruct", "summarize_pairs")))
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         lines.append(f"  {loc or '(top level)'}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden"
                                                              and not isinstance(e.get("input"), dict) else ""))

@@ -6,6 +6,7 @@ teacher in instruction mode: the inputs x are sentences the *original* teacher w
 round 1 (its samples), the outputs y are the student's paraphrases (``loop.k`` samples
 each); the same critics filter them, a new corpus is built, and the student is trained
 again (from round k's student, or from the base model with ``loop.train_from: base``).
+For summarization the inputs are round 1's documents and the student summarises them.
 
 Layout under ``output_dir``::
 
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.config import ParaphraseInstructTask, RunConfig, dump_config
+from distill.config import ParaphraseInstructTask, RunConfig, SummarizeInstructTask, dump_config
 from distill.errors import BudgetExhausted, ConfigError, DistillError
 from distill.shards import atomic_write, atomic_write_json
 
@@ -42,7 +43,7 @@ def round_dir(cfg: RunConfig, k: int) -> Path:
 
 def round_config(cfg: RunConfig, k: int, student_of_previous: str | None) -> RunConfig:
     """The config of round ``k``: every stage's folders inside ``round-k/``; from round 2
-    on, the previous student paraphrases round 1's inputs in instruction mode."""
+    on, the previous student paraphrases (summarises) round 1's inputs in instruction mode."""
     d = cfg.model_dump()
     rdir = round_dir(cfg, k)
     d.update(output_dir=str(rdir), round=k)
@@ -51,11 +52,17 @@ def round_config(cfg: RunConfig, k: int, student_of_previous: str | None) -> Run
     d["train"].update(corpus_dir=None, output_dir=None)
     if k > 1:
         assert student_of_previous is not None
-        d["task"] = ParaphraseInstructTask(
-            inputs=str(rdir / "inputs.jsonl"), field="text", k=cfg.loop.k, sampling=cfg.loop.sampling,
-            instruction=cfg.train.instruction,  # the prompt the student was trained on
-            constraints=getattr(cfg.task, "constraints", None),  # round 1's lexical constraints, if any
-        ).model_dump()
+        if cfg.task.name.startswith("summarize"):  # the student summarises round 1's documents
+            d["task"] = SummarizeInstructTask(
+                inputs=str(rdir / "inputs.jsonl"), field="text", k=cfg.loop.k, sampling=cfg.loop.sampling,
+                instruction=cfg.train.instruction, sentences=getattr(cfg.task, "sentences", 1),
+            ).model_dump()
+        else:
+            d["task"] = ParaphraseInstructTask(
+                inputs=str(rdir / "inputs.jsonl"), field="text", k=cfg.loop.k, sampling=cfg.loop.sampling,
+                instruction=cfg.train.instruction,  # the prompt the student was trained on
+                constraints=getattr(cfg.task, "constraints", None),  # round 1's lexical constraints, if any
+            ).model_dump()
         d["teacher"]["model"] = student_of_previous
         if cfg.loop.train_from == "previous":
             d["train"]["model"] = student_of_previous

@@ -176,7 +176,7 @@ def _make_teacher(backend, cache, budget, task, seeds, per, todo, progress):
     if progress:
         from tqdm import tqdm
 
-        per_seed = getattr(task.cfg, "k", 1) + (1 if task.cfg.name == "paraphrase_pairs" else 0)
+        per_seed = task.samples_per_seed()
         bar = tqdm(total=sum(min(per, len(seeds) - i * per) for i in todo) * per_seed, unit="sample",
                    desc=f"generate {len(todo)} shard(s)", dynamic_ncols=True)
     return Teacher(backend, cache, budget, progress=bar)

@@ -178,7 +178,7 @@ def estimate_generate(cfg: RunConfig) -> Estimate:
     finally:
         if cache is not None:
             cache.close()
-    exact = cfg.task.name != "paraphrase_pairs" or teacher.max_completion == 0
+    exact = not task.two_stage() or teacher.max_completion == 0
     return Estimate(str(out), n_shards, len(todo), teacher.requests, teacher.samples, teacher.cached,
                     teacher.prompt_tokens, teacher.max_completion, counter.name,
                     round(budget.cost(teacher.prompt_tokens, 0), 6),

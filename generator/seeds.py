@@ -11,12 +11,14 @@ from distill.errors import DistillError
 
 def read_rows(path: str | Path, field: str) -> list[dict[str, Any]]:
     """Rows of a seed file. ``.jsonl``: one JSON object per line, ``field`` required and
-    non-empty; ``builtin:<pool>``: a shipped pool (distill.data.pools); anything else: one
-    input per non-blank line, exposed as ``field``."""
+    non-empty; ``builtin:<pool>``: a shipped pool (distill.data.pools), its text as ``field``
+    and its other keys (``id``, ``references``, ...) kept; anything else: one input per
+    non-blank line, exposed as ``field``."""
     if str(path).startswith("builtin:"):
-        from distill.data.pools import load_pool
+        from distill.data.pools import load_pool_rows
 
-        return [{field: text, "_line": n} for n, text in enumerate(load_pool(str(path)), 1)]
+        return [{**{k: v for k, v in row.items() if k != "text"}, field: row["text"], "_line": n}
+                for n, row in enumerate(load_pool_rows(str(path)), 1)]
     p = Path(path)
     if not p.is_file():
         raise DistillError(f"seed file not found: {p}")

@@ -24,6 +24,14 @@ def build_task(cfg, seed: int) -> Task:
         from distill.generator.tasks.commonsense import Commonsense
 
         return Commonsense(cfg, seed)
+    if cfg.name == "summarize_instruct":
+        from distill.generator.tasks.summarize import SummarizeInstruct
+
+        return SummarizeInstruct(cfg, seed)
+    if cfg.name == "summarize_pairs":
+        from distill.generator.tasks.summarize import SummarizePairs
+
+        return SummarizePairs(cfg, seed)
     raise ValueError(f"unknown task {cfg.name!r}")
 
 

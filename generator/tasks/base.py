@@ -29,3 +29,12 @@ class Task:
 
     def resolve_defaults(self, backend) -> None:
         """Fill settings whose default depends on the backend (e.g. k on CPU vs GPU)."""
+
+    def samples_per_seed(self) -> int:
+        """Completions asked of the teacher per seed item (for progress bars)."""
+        return getattr(self.cfg, "k", None) or 1
+
+    def two_stage(self) -> bool:
+        """True when a second prompt is built from the teacher's first answer (a written
+        context), so a dry run cannot know the second prompts exactly."""
+        return False

@@ -67,6 +67,12 @@ class ParaphrasePairs(Task):
             on_gpu = backend.name == "vllm" or str(getattr(backend, "device", "cpu")).startswith("cuda")
             self.cfg.k = 100 if on_gpu else 16
 
+    def samples_per_seed(self) -> int:
+        return (self.cfg.k or 16) + 1  # the context, then k continuations
+
+    def two_stage(self) -> bool:
+        return True
+
     def seeds(self) -> list[Record]:
         d = load_datelines(self.cfg.datelines)
         rng = random.Random(self.seed)
