@@ -19,6 +19,13 @@ check's counts go into record.scores (``ent_added``, ``ent_dropped``, ``num_adde
 ``modality_mismatch``) with ``consistency``: the share of the items found on both sides
 that match (1.0 when there are none).
 
+Summaries (``max_dropped: null``): dropping is free, adding or changing is not. No drop
+fails (an attribution that is only dropped neither: ``attr_mismatch`` counts only one y adds
+or changes), drops are no issues in ``consistency``, and ``thresholds()`` leaves the dropped
+bounds out. A summary drops most of its document's items, so an added item is reported as
+changed only when the pairing is unambiguous: exactly one item of its kind (for times, of its
+slot kind) was dropped (``number_changed:3->4``); otherwise it is added (``entity_added:Sydney``).
+
 Decisions: a title or first name dropped or added around a kept surname is not a change
 ("Mr Howard" -> "Howard"); a lone number 1 is ignored unless ``count_one`` ("a man" ~
 "one man"); a hedge dropped or added without a replacement is not a modality change.
@@ -29,6 +36,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from distill.critics.attribution import _compatible as compatible
 from distill.critics.attribution import compare_attribution, frames
 from distill.critics.base import Critic, Verdict
 from distill.critics.names import Text
@@ -56,6 +64,20 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def added_attribution(x: str, y: str, tx: Text, ty: Text) -> str | None:
+    """:func:`compare_attribution` with drops free: only a speaker y brings in fails, added
+    over a bare claim or changed from x's speakers (and, as there, not when y keeps one of x's
+    speakers and only describes another: "Qantas says" -> "Qantas ..., the airline says")."""
+    fx, fy = frames(x), frames(y)
+    if not fy:
+        return None
+    if not fx:
+        return compare_attribution(x, y, tx, ty)  # the added case, judged as always
+    x_kept = any(not f.pronoun and compatible(f, ty) for f in fx)
+    new = next((f for f in fy if not compatible(f, tx)), None)
+    return f"attribution_changed:{fx[0].text}->{new.text}" if new is not None and not x_kept else None
+
+
 class ConsistencyCritic(Critic):
     """See the module docstring. ``checks`` names the checks that may drop a pair (all
     scores are written either way)."""
@@ -64,7 +86,7 @@ class ConsistencyCritic(Critic):
     score_names = ("ent_added", "ent_dropped", "num_added", "num_dropped", "time_added", "time_dropped",
                    "time_mismatch", "attr_mismatch", "modality_mismatch", "consistency")
 
-    def __init__(self, checks: list[str] | None = None, max_added: int = 0, max_dropped: int = 0,
+    def __init__(self, checks: list[str] | None = None, max_added: int = 0, max_dropped: int | None = 0,
                  count_one: bool = False, keep_rejects: bool = True) -> None:
         super().__init__(keep_rejects)
         checks = list(DEFAULT_CHECKS if checks is None else checks)
@@ -72,6 +94,8 @@ class ConsistencyCritic(Critic):
         if unknown:
             raise ValueError(f"checks: unknown check(s) {', '.join(map(str, unknown))}; known: {', '.join(CHECKS)}")
         for k, v in (("max_added", max_added), ("max_dropped", max_dropped)):
+            if v is None and k == "max_dropped":  # None: dropping is free (summaries)
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{k} must be an integer >= 0, got {v!r}")
         self.checks, self.max_added, self.max_dropped, self.count_one = checks, max_added, max_dropped, count_one
@@ -81,13 +105,27 @@ class ConsistencyCritic(Critic):
         for check, names in (("entities", ("ent_added", "ent_dropped")), ("numbers", ("num_added", "num_dropped")),
                              ("times", ("time_added", "time_dropped"))):
             if check in self.checks:
-                out += [(names[0], "<=", float(self.max_added)), (names[1], "<=", float(self.max_dropped))]
+                out.append((names[0], "<=", float(self.max_added)))
+                if self.max_dropped is not None:
+                    out.append((names[1], "<=", float(self.max_dropped)))
         out += [(s, "<=", 0.0) for c, s in (("attribution", "attr_mismatch"), ("modality", "modality_mismatch"))
                 if c in self.checks]
         return out
 
+    @property
+    def drops_free(self) -> bool:
+        return self.max_dropped is None
+
     def _fails(self, added: list[Any], dropped: list[Any]) -> bool:
-        return len(added) > self.max_added or len(dropped) > self.max_dropped
+        return len(added) > self.max_added or (not self.drops_free and len(dropped) > self.max_dropped)
+
+    def _reason(self, prefix: str, added: list[str], dropped: list[str]) -> str:
+        if self.drops_free and added:  # a change only when one item of the kind went
+            return _reason(prefix, added, dropped if len(dropped) == 1 else [])
+        return _reason(prefix, added, dropped)
+
+    def _issues(self, added: list[Any], dropped: list[Any]) -> int:
+        return len(added) + (0 if self.drops_free else len(dropped))
 
     def judge(self, record: Record) -> Verdict:
         x, y, s = record.input, record.output, record.scores
@@ -99,9 +137,9 @@ class ConsistencyCritic(Critic):
         ent_drop = _unique([sp.text for sp in tx.spans if not ty.keeps(sp)])
         s["ent_added"], s["ent_dropped"] = float(len(ent_add)), float(len(ent_drop))
         if self._fails(ent_add, ent_drop):
-            reasons["entities"] = _reason("entity", ent_add, ent_drop)
+            reasons["entities"] = self._reason("entity", ent_add, ent_drop)
         items += len(tx.spans) + len(ty.spans)
-        issues += len(ent_add) + len(ent_drop)
+        issues += self._issues(ent_add, ent_drop)
 
         nx, ny = quantities(x), quantities(y)
         num_add = sorted(ny - nx, key=_num_key)
@@ -110,22 +148,24 @@ class ConsistencyCritic(Critic):
             num_add, num_drop = [v for v in num_add if v != "1"], [v for v in num_drop if v != "1"]
         s["num_added"], s["num_dropped"] = float(len(num_add)), float(len(num_drop))
         if self._fails(num_add, num_drop):
-            reasons["numbers"] = _reason("number", num_add, num_drop)
+            reasons["numbers"] = self._reason("number", num_add, num_drop)
         items += len(nx) + len(ny)
-        issues += len(num_add) + len(num_drop)
+        issues += self._issues(num_add, num_drop)
 
         t_add, t_drop = compare_times(x, y)
         s["time_added"], s["time_dropped"] = float(len(t_add)), float(len(t_drop))
         s["time_mismatch"] = float(len(t_add) + len(t_drop))
         if self._fails(t_add, t_drop):
             # name a changed pair within one slot kind when there is one ("yesterday" -> "today")
-            pair = next(((d, a) for d in t_drop for a in t_add if d.kind == a.kind), None)
+            pair = next(((d, a) for d in t_drop for a in t_add if d.kind == a.kind
+                         and not (self.drops_free and sum(o.kind == a.kind for o in t_drop) > 1)), None)
             reasons["times"] = (f"time_changed:{pair[0].text}->{pair[1].text}" if pair else
+                                f"time_added:{t_add[0].text}" if self.drops_free else
                                 _reason("time", [a.text for a in t_add], [d.text for d in t_drop]))
         items += len(times(x)) + len(times(y))
-        issues += len(t_add) + len(t_drop)
+        issues += self._issues(t_add, t_drop)
 
-        attr = compare_attribution(x, y, tx, ty)
+        attr = (added_attribution if self.drops_free else compare_attribution)(x, y, tx, ty)
         s["attr_mismatch"] = float(attr is not None)
         if attr:
             reasons["attribution"] = attr

@@ -25,6 +25,9 @@ CRITICS: dict[str, str] = {
     "cross_encoder": "distill.critics.cross_encoder:CrossEncoderCritic",
     "embed_similarity": "distill.critics.similarity:EmbeddingSimilarity",
     "entities": "distill.critics.consistency:ConsistencyCritic",
+    "coverage": "distill.critics.summary:Coverage",
+    "extractive": "distill.critics.summary:Extractive",
+    "infosum": "distill.critics.infosum:InfoSumCritic",
 }
 
 

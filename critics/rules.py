@@ -61,22 +61,40 @@ class LengthRatio(Critic):
 
 
 class Compression(Critic):
-    """Summaries: len(y) < max_ratio * len(x) in characters. The bound is strict (the
-    paper's |y| < 0.8|x|), so a ratio equal to max_ratio fails as ``compression>0.8``."""
+    """Summaries: len(y) < max_ratio * len(x), and with ``min_ratio`` also len(y) >= min_ratio *
+    len(x), lengths counted in ``unit``: "chars" (stripped characters) or "words" (whitespace-
+    separated tokens). The upper bound is strict (the paper's |y| < 0.8|x|), so a ratio equal
+    to max_ratio fails as ``compression>0.8``; the lower one is inclusive and fails as
+    ``compression<0.05`` (a one-line summary of a long article that says almost nothing). The
+    score ``compression`` is the ratio in ``unit``."""
 
     name = "compression"
     score_names = ("compression",)
+    UNITS = ("chars", "words")
 
-    def __init__(self, max_ratio: float = 0.8, keep_rejects: bool = True) -> None:
+    def __init__(self, max_ratio: float = 0.8, min_ratio: float | None = None, unit: str = "chars",
+                 keep_rejects: bool = True) -> None:
         super().__init__(keep_rejects)
         _check(max_ratio > 0, f"compression: max_ratio must be > 0, got {max_ratio}")
-        self.max_ratio = max_ratio
+        _check(min_ratio is None or 0 <= min_ratio < max_ratio,
+               f"compression: min_ratio must be >= 0 and < max_ratio {max_ratio}, got {min_ratio}")
+        _check(unit in self.UNITS, f"compression: unit must be 'chars' or 'words', not {unit!r}")
+        self.max_ratio, self.min_ratio, self.unit = max_ratio, min_ratio, unit
 
     def thresholds(self) -> list[Threshold]:
-        return [("compression", "<", self.max_ratio)]
+        low = [("compression", ">=", self.min_ratio)] if self.min_ratio is not None else []
+        return low + [("compression", "<", self.max_ratio)]
+
+    def ratio(self, x: str, y: str) -> float:
+        if self.unit == "words":
+            nx, ny = len(x.split()), len(y.split())
+            return ny / nx if nx else (float("inf") if ny else 0.0)
+        return _ratio(x, y)
 
     def judge(self, record: Record) -> Verdict:
-        r = record.scores["compression"] = _ratio(record.input, record.output)
+        r = record.scores["compression"] = self.ratio(record.input, record.output)
+        if self.min_ratio is not None and r < self.min_ratio:
+            return False, below("compression", self.min_ratio)
         return True if r < self.max_ratio else (False, above("compression", self.max_ratio))
 
 

@@ -213,3 +213,60 @@ def test_bench_bad_input_exits_2(tmp_path, capsys):
     bad.write_text(json.dumps({"x": "a", "y": "b", "label": 1}) + "\n")
     assert bench.main([str(bad), "--set", "max_added=-1"]) == 2
     assert "max_added must be an integer >= 0, got -1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- summaries: dropping is free
+
+SUMMARY_DOC = ("Police say a man has been charged over a fire that destroyed three homes in Sydney's west on "
+               "Tuesday. The 23-year-old will appear in Penrith Local Court tomorrow, Inspector Mark Jones said.")
+
+SUMMARY_KEEPS = [
+    (SUMMARY_DOC, "A man has been charged over a fire that destroyed three homes in western Sydney."),
+    (SUMMARY_DOC, "A man will face court over a house fire."),  # names, numbers, times, attribution dropped
+    ("The man died in hospital, police said.", "The man died in hospital."),  # attribution only dropped
+    ("The council voted on Tuesday to expand the bus network.", "The council voted to expand the bus network."),
+    ("Some passengers waited more than three hours for a bus.", "Some passengers waited for a bus."),
+    # several speakers in x, y keeps one of them
+    ("Police said the man died. The minister said the road would close.", "The man died, police said."),
+]
+
+SUMMARY_DROPS = [
+    ("The minister resigned.", "The minister resigned in Sydney.", "entity_added:Sydney"),
+    ("The company will open an office in Berlin.", "The company will open an office in Paris.",
+     "entity_changed:Berlin->Paris"),
+    (SUMMARY_DOC, "A man has been charged over a fire in Melbourne.", "entity_added:Melbourne"),  # 3 names dropped
+    ("Three people died in the crash.", "Four people died in the crash.", "number_changed:3->4"),
+    ("Three people died and 10 were hurt in the crash.", "Four people died in the crash.", "number_added:4"),
+    ("The minister resigned yesterday.", "The minister resigned today.", "time_changed:yesterday->today"),
+    (SUMMARY_DOC, "A man charged over a fire will appear in court on Friday.", "time_added:friday"),  # two days dropped: no pairing
+    ("The economy is growing.", "The economy is growing, police say.", "attribution_added:police"),
+    ("Officials said the bridge would reopen.", "According to engineers, the bridge would reopen.",
+     "attribution_changed:Officials->engineers"),
+    ("She hopes the deal will be signed.", "She believes the deal will be signed.",
+     "modality_changed:hopes->believes"),
+]
+
+
+@pytest.mark.parametrize("x,y", SUMMARY_KEEPS, ids=[k[1][:40] for k in SUMMARY_KEEPS])
+def test_summary_mode_keeps_drops(x, y):
+    assert verdict(ConsistencyCritic(max_dropped=None), x, y) is True
+
+
+@pytest.mark.parametrize("x,y,reason", SUMMARY_DROPS, ids=[d[2] for d in SUMMARY_DROPS])
+def test_summary_mode_still_fails_what_is_added_or_changed(x, y, reason):
+    assert verdict(ConsistencyCritic(max_dropped=None), x, y) == reason
+
+
+def test_summary_mode_scores_and_thresholds():
+    x, y = "Mr Howard met the Indonesian President in Jakarta on Monday.", "The Indonesian President met Mr Howard."
+    free, strict = ConsistencyCritic(max_dropped=None), ConsistencyCritic()
+    r1, r2 = (Record(id=i, task="summarization", input=x, output=y) for i in "ab")
+    assert free.judge(r1) is True and strict.judge(r2) == (False, "entity_dropped:Jakarta")
+    assert r1.scores["ent_dropped"] == r2.scores["ent_dropped"] == 1.0 and r1.scores["time_dropped"] == 1.0
+    assert r1.scores["consistency"] == 1.0 > r2.scores["consistency"]  # drops are no issues when free
+    attr = Record(id="c", task="summarization", input="The man died in hospital, police said.",
+                  output="The man died.")
+    assert free.judge(attr) is True and attr.scores["attr_mismatch"] == 0.0
+    assert free.thresholds() == [("ent_added", "<=", 0.0), ("num_added", "<=", 0.0), ("time_added", "<=", 0.0),
+                                 ("attr_mismatch", "<=", 0.0), ("modality_mismatch", "<=", 0.0)]
+    assert build_critic("entities", {"max_dropped": None}).max_dropped is None

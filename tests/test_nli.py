@@ -183,3 +183,28 @@ def test_missing_model_fails_clearly(tmp_path):
         NLICritic(str(tmp_path / "nope"))
     with pytest.raises(DistillError, match="could not load NLI model 'no-such-org/no-such-nli-model'"):
         NLICritic("no-such-org/no-such-nli-model")
+
+
+def test_a_long_premise_is_cut_from_its_end_and_the_hypothesis_kept_whole(tiny):
+    """Summaries (direction forward): the document is the premise and runs past max_length; the
+    tokenizer's longest_first truncation takes tokens from the longer sequence only, so the
+    summary is judged whole against the document's beginning (as only_first would, as long as
+    the summary is under half of max_length)."""
+    critic = NLICritic(tiny, direction="forward", max_length=32, min_forward=0.0)
+    seen = []
+    real_forward = critic.model.forward
+
+    def spy(*args, **kw):
+        seen.append(kw["input_ids"][0].tolist())
+        return real_forward(*args, **kw)
+
+    critic.model.forward = spy
+    document = "the man saw the red house " + " ".join(["the dog ran in the park"] * 20)  # ~126 tokens
+    summary = "a man saw a big red house today"
+    [rec] = records([(document, summary)])
+    assert critic.judge_batch([rec]) == [True]
+    tokens = critic.tok.convert_ids_to_tokens(seen[0])
+    assert len(tokens) == 32
+    sep = tokens.index("[SEP]")
+    assert tokens[sep + 1:] == summary.split() + ["[SEP]"]  # the hypothesis, whole
+    assert tokens[1:sep] == document.split()[: sep - 1]  # the premise's first words

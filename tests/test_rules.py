@@ -90,6 +90,29 @@ def test_compression_bound_is_strict():
     assert c.score_values["compression"] == [0.7, 0.8, 1.2]
 
 
+def test_compression_target_range_and_word_unit():
+    x = "abcdefghij" * 10                                      # 100 characters
+    c = Compression(min_ratio=0.05)
+    assert verdict(c, x, "a" * 5) is True                   # 0.05 exactly: the lower bound is inclusive
+    assert verdict(c, x, "a" * 4) == "compression<0.05"
+    assert verdict(c, x, "a" * 80) == "compression>0.8"
+    assert verdict(c, x, "") == "compression<0.05"
+    assert c.thresholds() == [("compression", ">=", 0.05), ("compression", "<", 0.8)]
+    doc = "one two three four five six seven eight nine ten"   # 10 words, 48 characters
+    short = "extraordinarily lengthy words"                     # 3 words, 29 characters
+    w = Compression(max_ratio=0.5, min_ratio=0.2, unit="words")
+    r = rec(doc, short)
+    assert list(w.run([r])) == [r] and r.scores["compression"] == pytest.approx(0.3)
+    assert verdict(Compression(max_ratio=0.5), doc, short) == "compression>0.5"   # 29/48 characters
+    assert verdict(w, doc, "one") == "compression<0.2"
+    assert verdict(w, doc, "one two three four five") == "compression>0.5"    # 0.5 exactly: strict
+    assert verdict(w, "", "one") == "compression>0.5"         # empty input: never fine
+    with pytest.raises(ValueError, match="min_ratio"):
+        Compression(max_ratio=0.5, min_ratio=0.5)
+    with pytest.raises(ValueError, match="unit must be 'chars' or 'words', not 'tokens'"):
+        Compression(unit="tokens")
+
+
 # ---------------------------------------------------------------- lexical dissimilarity
 
 def test_rouge_l_bound_and_scores():

@@ -212,6 +212,22 @@ def test_round_comparison_uses_meaning_aware_numbers_and_says_which():
         "student-round2 vs student-round1", "student-round9 vs student-round2", "student-round10 vs student-round9"]
 
 
+
+def test_round_comparison_of_summaries_uses_the_g_rate_and_per_set_numbers():
+    g = lambda r: {"judged": 30, "rates": {"G": {"rate": r, "low": r - 0.1, "high": r + 0.1}}}  # noqa: E731
+    per_set = lambda acc: {"aclsum-test": {"accepted": acc, "rouge": None}, "lee-docs-heldout": {"accepted": acc}}  # noqa: E731
+    res = {"sheet_labels": {"G": "good", "E": "", "U": "", "O": ""},
+           "models": [{"name": "student-round1", "metrics": per_set(0.2), "human": g(0.3)},
+                      {"name": "student-round2", "metrics": per_set(0.4), "human": g(0.2)}]}
+    (line,) = round_lines(res)
+    assert line.startswith("student-round2 vs student-round1, human G rate (blind sheet), 30 and 30 judged: "
+                           "20.0% [10.0, 30.0] vs 30.0% [20.0, 40.0]") and "MISSED" in line
+    for r in res["models"]:
+        del r["human"]
+    (line,) = round_lines(res)
+    assert "UNDECIDED" in line and "accepted on aclsum-test 0.400 vs 0.200" in line
+
+
 class WordCap(Critic):
     """A critic from outside the package, with its own threshold."""
 

@@ -303,11 +303,16 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
     """Evaluate ``models`` (EvalModelSpec or dicts; None: ``cfg.eval.models``), reusing
     every cached per-model result; write the outputs listed in the module docstring and
     return what results.json holds. ``backend_factory`` (tests) replaces make_backend.
-    The commonsense task has its own evaluation (:mod:`distill.trainers.eval_commonsense`)."""
+    The commonsense and summarization tasks have their own evaluations
+    (:mod:`distill.trainers.eval_commonsense`, :mod:`distill.trainers.eval_summarize`)."""
     if cfg.task.name == "commonsense":
         from distill.trainers.eval_commonsense import run_commonsense_eval
 
         return run_commonsense_eval(cfg, progress, models, backend_factory)
+    if cfg.task.name.startswith("summarize"):
+        from distill.trainers.eval_summarize import run_summarize_eval
+
+        return run_summarize_eval(cfg, progress, models, backend_factory)
     t0 = time.perf_counter()
     given = cfg.eval.models if models is None else models
     specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in given]
@@ -355,6 +360,8 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
 def write_results(results: dict[str, Any], out: Path) -> None:
     if results.get("task") == "commonsense":
         from distill.trainers.eval_commonsense import markdown as write_md
+    elif results.get("task") == "summarization":
+        from distill.trainers.eval_summarize import markdown as write_md
     else:
         write_md = markdown
     atomic_write_json(out / "results.json", {k: v for k, v in results.items() if k != "output_dir"})
@@ -438,6 +445,11 @@ def cli_eval(cfg: RunConfig, progress: bool = True, sheet_n: int | None = None, 
     res = run_eval(cfg, progress=progress)
     if res.get("task") == "commonsense":
         from distill.trainers.eval_commonsense import report
+
+        print(report(res))
+        return 0
+    if res.get("task") == "summarization":
+        from distill.trainers.eval_summarize import report
 
         print(report(res))
         return 0

@@ -21,8 +21,9 @@ every later ``results.json`` whose rows still have the fingerprint the sheet was
 from (a retrained student's new outputs were never judged, so it gets no human row).
 
 P / C / M / D are the paraphrase labels; an evaluation whose results carry
-``sheet_labels`` (the commonsense one: A / R) is labelled and scored with those instead
-(key.json and scores.json record which).
+``sheet_labels`` (the commonsense one: A / R; the summarization one: G / E / U / O, where U
+takes the M kinds) is labelled and scored with those instead (key.json and scores.json
+record which).
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ LABELS = {"P": "same meaning, visibly reworded (the only class a critic should k
 KINDS = ("added", "dropped", "fact", "role", "number", "time", "negation", "attribution")
 #: the kinds of a commonsense reject (R), as data/commonsense/LABELS.md names them
 R_KINDS = ("wrong_relation", "implausible", "unrelated", "contradicts", "malformed", "vague")
-#: the label whose kinds are counted, and the kinds it takes, per label set
-KIND_OF = {"M": KINDS, "R": R_KINDS}
+#: the label whose kinds are counted, and the kinds it takes, per label set (U: an unfaithful summary)
+KIND_OF = {"M": KINDS, "R": R_KINDS, "U": KINDS}
+#: the labels whose kinds the README asks for and results.md shows (a commonsense sheet's R
+#: kinds stay in scores.json)
+KINDS_SHOWN = ("M", "U")
 FIELDS = ("id", "x", "y", "label", "kinds", "note")
 CONFIDENCE = 0.95
 
@@ -136,10 +140,15 @@ def write_sheet(results: dict[str, Any], eval_out: Path, n: int, seed: int, incl
     return {"dir": str(folder), "items": len(items), "inputs": count, "systems": [r["name"] for r in rows]}
 
 
+def _kinds_shown(labels: dict[str, str]) -> str | None:
+    return next((k for k in KINDS_SHOWN if k in labels), None)
+
+
 def instructions(items: int, inputs: int, labels: dict[str, str] = LABELS) -> str:
     listed = "\n".join(f"- `{k}`: {v}" for k, v in labels.items())
-    kinds = (f"For `M`, `kinds` may name how (several allowed; in the CSV separated by `;`): "
-             f"{', '.join(f'`{k}`' for k in KINDS)}. " if "M" in labels else "")
+    shown = _kinds_shown(labels)
+    kinds = (f"For `{shown}`, `kinds` may name how (several allowed; in the CSV separated by `;`): "
+             f"{', '.join(f'`{k}`' for k in KIND_OF[shown])}. " if shown else "")
     return (f"# Blind judgment sheet\n\n{items} items for {inputs} inputs. Each row is an input `x` and one system's "
             f"output `y`; which system wrote it is in `key.json` (do not open it while labelling). Fill `label` with "
             f"one of:\n\n{listed}\n\n{kinds}`note` is free text. Leave `label` empty to skip an item: it "
@@ -268,14 +277,15 @@ def human_table(results: dict[str, Any]) -> str:
     legend = ("P = same meaning, visibly reworded (the keep class); C = copy or trivial edit; M = meaning changed; "
               "D = degenerate or off task." if labels == LABELS else
               "; ".join(f"{k} = {v}" for k, v in labels.items()) + f" ({next(iter(labels))} is the keep class).")
-    head = [f"{k} ↑" if n == 0 else k for n, k in enumerate(labels)] + (["M kinds"] if "M" in labels else [])
+    shown = _kinds_shown(labels)
+    head = [f"{k} ↑" if n == 0 else k for n, k in enumerate(labels)] + ([f"{shown} kinds"] if shown else [])
     lines = [f"Human labels from the blind sheet `{h['sheet']}` (systems hidden, shuffled per input). Rates over the "
              f"judged items with {100 * h['confidence']:.0f}% Wilson intervals; unlabelled items are not judged, not "
              f"failures; an output several systems share was shown once and counts for each. {legend}", "",
              "| model | judged / on sheet | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for r in rows:
         u = r["human"]
-        kinds = [", ".join(f"{k} {v}" for k, v in u["m_kinds"].items()) or "-"] if "M" in labels else []
+        kinds = [", ".join(f"{k} {v}" for k, v in u["m_kinds"].items()) or "-"] if shown else []
         lines.append(f"| {r['name']} | {u['judged']} / {u['on_sheet']} | "
                      + " | ".join([_pct(u["rates"][k]) for k in labels] + kinds) + " |")
     if h.get("stale"):
