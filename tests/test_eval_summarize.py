@@ -307,3 +307,10 @@ def test_bad_inputs_are_one_line(tmp_path, critics, capsys):
     with pytest.raises(DistillError, match=r"^eval.inputs: .*docs\.jsonl line 1: references must be a string or a "
                                            r"list of strings$"):
         run_eval(load_config(None, sets), progress=False)
+
+
+def test_the_sheet_takes_the_sets_in_turn():
+    from distill.trainers.eval_summarize import interleave
+
+    assert interleave([3, 2]) == [0, 3, 1, 4, 2]
+    assert interleave([2]) == [0, 1] and interleave([]) == []

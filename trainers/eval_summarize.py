@@ -8,7 +8,8 @@ The end of the summarization pipe (documents -> teacher -> critics -> corpus -> 
 documents without references. ``eval.limit`` caps each set. What each system of
 ``eval.models`` is:
 
-- ``kind: model`` with ``few_shot: N`` >= 1, a **teacher**: the task's own prompt
+- ``kind: model`` with ``few_shot: N`` >= 1, or with no ``model`` (the default CPU teacher), a
+  **teacher**: the task's own prompt
   (:meth:`SummarizeInstruct.prompt`, chat or plain as ``task.chat``) after its first N examples;
 - ``kind: model`` with ``few_shot: 0``, a **student**: asked exactly what ``distill train``
   fed it (``train.instruction``, or the spec's ``instruction``, and the document; chat or plain
@@ -30,7 +31,7 @@ interval on ROUGE-L).
 Writes what the commonsense evaluation writes: ``results.json``, ``results.md``,
 ``generations/<name>.jsonl``, ``models/<name>-<fp>.json`` (reused while the fingerprint
 holds) and ``cache.sqlite``. The blind sheet takes these items with :data:`SHEET_LABELS`
-(``--sheet N``: the first N documents, in set order).
+(``--sheet N``: N documents taking the sets in turn, :func:`interleave`).
 """
 
 from __future__ import annotations
@@ -106,8 +107,17 @@ def load_sets(cfg: RunConfig) -> list[DocSet]:
     return sets
 
 
+def interleave(sizes: list[int]) -> list[int]:
+    """Item indices taking the sets in turn (set 1's first, set 2's first, set 1's second, ...):
+    the order the blind sheet takes documents in, so ``--sheet N`` draws on every set."""
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    return [starts[k] + i for i in range(max(sizes, default=0)) for k in range(len(sizes)) if i < sizes[k]]
+
+
 def role(spec: EvalModelSpec) -> str:
-    return "lead-1" if spec.kind == "copy" else "teacher" if spec.few_shot else "student"
+    """lead-1 (kind copy); teacher: few-shot, or the default model (the CPU teacher) zero-shot;
+    else a student."""
+    return "lead-1" if spec.kind == "copy" else "teacher" if spec.few_shot or spec.model is None else "student"
 
 
 def teacher_task(cfg: RunConfig, spec: EvalModelSpec):
@@ -319,8 +329,8 @@ def run_summarize_eval(cfg: RunConfig, progress: bool = True, models: list | Non
                "critics_source": "eval.critics" if cfg.eval.critics is not None else "filter.critics",
                "rouge": {"types": list(ROUGE_TYPES), "use_stemmer": True, "references": "max per document",
                          "bootstrap": BOOTSTRAP},
-               "sheet_labels": SHEET_LABELS, "models": [rows[s.name] for s in specs],
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "sheet_labels": SHEET_LABELS, "sheet_order": interleave([len(s.docs) for s in sets]),
+               "models": [rows[s.name] for s in specs], "seconds": round(time.perf_counter() - t0, 2)}
     sheet.attach(results, out)
     E.write_results(results, out)
     results["output_dir"] = str(out)

@@ -94,7 +94,8 @@ def _has_labels(folder: Path) -> bool:
 
 def write_sheet(results: dict[str, Any], eval_out: Path, n: int, seed: int, include_copy: bool = False) -> dict[str, Any]:
     """Write the blind sheet for the first ``n`` inputs of ``results`` (what run_eval
-    returned or results.json holds); returns ``{"dir", "items", "inputs", "systems"}``."""
+    returned or results.json holds), in the order ``results["sheet_order"]`` gives when it is
+    there (input indices); returns ``{"dir", "items", "inputs", "systems"}``."""
     if n < 1:
         raise DistillError(f"--sheet needs at least 1 input, got {n}")
     rows = [r for r in results["models"] if include_copy or r["spec"].get("kind") != "copy"]
@@ -107,9 +108,11 @@ def write_sheet(results: dict[str, Any], eval_out: Path, n: int, seed: int, incl
                            f"before writing a new one")
     labels = results.get("sheet_labels") or LABELS
     outs = {r["name"]: _outputs(eval_out, r["name"]) for r in rows}
-    count = min([n] + [len(v) for v in outs.values()])
+    total = min(len(v) for v in outs.values())
+    order = [i for i in results.get("sheet_order") or range(total) if i < total]
+    count = min(n, len(order))
     items, key = [], {}
-    for i in range(count):
+    for i in order[:count]:
         x = outs[rows[0]["name"]][i]["input"]
         groups: dict[str, list[str]] = {}
         for r in rows:  # one item per distinct output; every system that wrote it is credited
