@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("-n", "--examples", type=int, default=3, help="examples shown per split")
     ins.set_defaults(func=cmd_inspect)
     stage("train", "fine-tune a student on a corpus (resumable)", cmd_train)
-    ev = stage("eval", "evaluate models and baselines on held-out inputs (reference-free)", cmd_eval)
+    ev = stage("eval", "evaluate models and baselines on held-out inputs (ROUGE where references exist)", cmd_eval)
     sh = ev.add_mutually_exclusive_group()
     sh.add_argument("--sheet", type=int, metavar="N", help="write a blind human-judgment sheet (eval/sheet/) for the "
                     "first N inputs from what was last evaluated")

@@ -435,7 +435,9 @@ class EvalConfig(Strict):
     """Reference-free evaluation of models and baselines (distill.trainers.evaluate)."""
 
     output_dir: str | None = Field(None, description="None: <output_dir>/eval")
-    inputs: str | None = Field(None, description="None: the shipped held-out news sentences; else a .txt or .jsonl file")
+    inputs: str | None = Field(None, description="None: the task's shipped held-out set (news sentences; events for "
+                               "commonsense; ACL abstracts and news documents for summarization); else a .txt or "
+                               ".jsonl file (summarization: a `references` field adds ROUGE)")
     field: str = Field("text", description="JSONL field holding the sentence")
     limit: int | None = Field(None, gt=0, description="use only the first N inputs")
     models: list[EvalModelSpec] = Field(default_factory=_default_eval_models,

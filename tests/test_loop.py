@@ -29,6 +29,20 @@ def test_round_configs_chain_students(tmp_path):
     assert round_config(base, 2, "/s1").train.model == "/base"
 
 
+def test_summarization_rounds_have_the_student_summarise_round_1s_documents(tmp_path):
+    cfg = load_config(None, [f"output_dir={tmp_path}", "task.name=summarize_instruct", "task.sentences=2",
+                             "loop.rounds=2", "loop.k=2"])
+    assert cfg.train.instruction == cfg.task.instruction  # the student learns the task's instruction
+    r2 = round_config(cfg, 2, "/students/r1/model")
+    assert r2.task.name == "summarize_instruct" and r2.task.k == 2 and r2.task.sentences == 2
+    assert r2.task.inputs == str(tmp_path / "round-2" / "inputs.jsonl")
+    assert r2.task.instruction == cfg.train.instruction and r2.teacher.model == "/students/r1/model"
+    store = ShardStore(tmp_path / "round-1" / "shards")
+    store.write(0, [Record(id=f"in{i}-s0", task="summarization", input=f"Document {i}. It says things.",
+                           output="A summary.", metadata={"source_id": f"in{i}"}) for i in range(3)])
+    assert sorted(r["text"] for r in round1_inputs(cfg)) == [f"Document {i}. It says things." for i in range(3)]
+
+
 def test_round1_inputs_are_the_teachers_samples_once_each(tmp_path):
     cfg = load_config(None, [f"output_dir={tmp_path}", "loop.inputs_per_round=3"])
     store = ShardStore(tmp_path / "round-1" / "shards", "jsonl")
