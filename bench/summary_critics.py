@@ -85,7 +85,8 @@ def compute_scores(rows: list[dict]) -> dict[str, dict]:
 SINGLE = [("compression (words) <= 0.5", [("compression", "<=", 0.5)]),
           ("extractive: extract <= 0.8", [("extract", "<=", 0.8)]),
           ("entities (nothing added or changed)", [("entities_ok", ">=", 1.0)]),
-          ("wellformed", [("wellformed_ok", ">=", 1.0)])]
+          ("wellformed", [("wellformed_ok", ">=", 1.0)]),
+          ("coverage >= 0.2 (its default)", [("coverage", ">=", 0.2)])]
 PICKED = ("coverage", "info_faithfulness", "info_faithfulness_mean", "info_saliency")
 
 
@@ -201,7 +202,7 @@ def report(rows: list[dict], scores: dict, target: str, labels: tuple[str, ...],
         v = pick(fit, scores, [], s)
         if v is not None:
             line(f"{s} alone", [(s, ">=", v)])
-    rule = [b for name, bs in SINGLE for b in bs if not name.startswith("extractive")]
+    rule = [b for name, bs in SINGLE for b in bs if not name.startswith(("extractive", "coverage"))]
     line("rule chain (compression, entities, wellformed)", rule)
     chain = list(rule)
     for s in ("info_faithfulness_mean", "coverage", "info_saliency"):
