@@ -21,6 +21,21 @@ def vllm_backend():
 
 
 @pytest.fixture(scope="module")
+def smollm2():
+    """The default model (SmolLM2-135M-Instruct) in the transformers backend on CPU, 4 rows per
+    batch, one per test module; skips when its wheel is not installed."""
+    from distill.errors import DistillError
+    from distill.generator.backends.transformers_backend import TransformersBackend
+
+    try:
+        b = TransformersBackend(device="cpu", batch_size=4)
+    except DistillError as e:
+        pytest.skip(str(e))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     """The default sentence encoder (MiniLM from its wheel) with a disk cache, one per module."""
     from distill.critics.embed import Encoder

@@ -220,18 +220,6 @@ REAL = [
 ]
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    from distill.generator.backends.transformers_backend import TransformersBackend
-
-    try:
-        b = TransformersBackend(device="cpu", batch_size=4)
-    except DistillError as e:
-        pytest.skip(str(e))
-    yield b
-    b.close()
-
-
 @pytest.mark.slow
 def test_smollm2_prefers_faithful_and_salient_summaries(smollm2):
     critic = InfoSumCritic(backend=smollm2)  # the default bounds, measured on this model

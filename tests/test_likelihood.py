@@ -282,18 +282,6 @@ HAND_MADE = [  # (x, paraphrase, unrelated), written for these tests
 ]
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    from distill.generator.backends.transformers_backend import TransformersBackend
-
-    try:
-        b = TransformersBackend(device="cpu", batch_size=8)
-    except DistillError as e:
-        pytest.skip(str(e))
-    yield b
-    b.close()
-
-
 @pytest.mark.slow
 def test_smollm2_scores_a_paraphrase_above_an_unrelated_sentence(smollm2):
     critic = LikelihoodCritic(backend=smollm2)

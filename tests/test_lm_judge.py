@@ -261,15 +261,6 @@ HAND_MADE = [  # (x, paraphrase, contradiction, unrelated), written for these te
 ]
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    from distill.generator.backends.transformers_backend import TransformersBackend
-
-    b = TransformersBackend(batch_size=4)
-    yield b
-    b.close()
-
-
 @pytest.mark.slow
 def test_transformers_logprobs_match_an_unpadded_forward_and_do_not_depend_on_batching(smollm2):
     import torch

@@ -46,7 +46,6 @@ from typing import Any, Callable
 
 from distill.config import EvalModelSpec, RunConfig, SummarizeInstructTask
 from distill.errors import ConfigError, DistillError
-from distill.shards import atomic_write
 from distill.trainers import evaluate as E
 from distill.trainers import sheet
 from distill.trainers.eval_commonsense import student_encoder, student_prompt
@@ -289,38 +288,20 @@ def run_summarize_eval(cfg: RunConfig, progress: bool = True, models: list | Non
                        backend_factory: Callable[[EvalModelSpec], Any] | None = None) -> dict[str, Any]:
     """run_eval for the summarization tasks (same arguments, same caching and phases)."""
     t0 = time.perf_counter()
-    given = cfg.eval.models if models is None else models
-    specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in given]
-    if len({s.name for s in specs}) != len(specs):
-        raise ConfigError("eval models: names must be unique")
+    specs = E.model_specs(cfg.eval.models if models is None else models)
     out = E.eval_dir(cfg)
     sets = load_sets(cfg)
     docs = [d for s in sets for d in s.docs]
     critic_specs = cfg.eval.critics if cfg.eval.critics is not None else cfg.filter.critics
     encoder = cfg.eval.encoder or cfg.filter.dedup.encoder
-    rows, todo = E.split_cached(specs, out, lambda spec: fingerprint(spec, cfg, sets, critic_specs, encoder))
-    generated = E.generate_each(todo, lambda spec: generate(spec, cfg, docs, out, progress, backend_factory))
-    if todo:  # phase 2: one critic chain for every new output list
-        critics = E.build_critics(cfg, critic_specs, "eval.critics", encoder)
-        try:
-            for spec, folder in todo:
-                s0 = time.perf_counter()
-                outputs, gen_s = generated[spec.name]
-                items = judge(critics, sets, outputs)
-                row = {"name": spec.name, "spec": spec.model_dump(), "role": role(spec),
-                       "fingerprint": folder.fingerprint, "generate_seconds": round(gen_s, 2),
-                       "score_seconds": round(time.perf_counter() - s0, 2),
-                       "metrics": {s.name: summarize([it for it in items if it["set"] == s.name]) for s in sets},
-                       "items": items}
-                folder.finish(row)
-                rows[spec.name] = {**row, "cached": False}
-        finally:
-            E.close_critics(critics)
-    for spec in specs:
-        items = rows[spec.name].pop("items")
-        atomic_write(out / "generations" / f"{spec.name}.jsonl",
-                     lambda f, items=items: f.write("".join(json.dumps(it, ensure_ascii=False) + "\n"
-                                                            for it in items).encode()))
+
+    def score_one(critics, outputs):
+        items = judge(critics, sets, outputs)
+        return {s.name: summarize([it for it in items if it["set"] == s.name]) for s in sets}, items
+
+    rows = E.run_models(cfg, specs, out, critic_specs, encoder,
+                        lambda spec: fingerprint(spec, cfg, sets, critic_specs, encoder),
+                        lambda spec: generate(spec, cfg, docs, out, progress, backend_factory), score_one, role)
     results = {"task": "summarization",
                "inputs": {"sets": [{"name": s.name, "source": s.source, "count": len(s.docs),
                                     "with_references": sum(bool(r) for r in s.references)} for s in sets],
@@ -329,12 +310,9 @@ def run_summarize_eval(cfg: RunConfig, progress: bool = True, models: list | Non
                "critics_source": "eval.critics" if cfg.eval.critics is not None else "filter.critics",
                "rouge": {"types": list(ROUGE_TYPES), "use_stemmer": True, "references": "max per document",
                          "bootstrap": BOOTSTRAP},
-               "sheet_labels": SHEET_LABELS, "sheet_order": interleave([len(s.docs) for s in sets]),
-               "models": [rows[s.name] for s in specs], "seconds": round(time.perf_counter() - t0, 2)}
-    sheet.attach(results, out)
-    E.write_results(results, out)
-    results["output_dir"] = str(out)
-    return results
+               "sheet_labels": SHEET_LABELS, "sheet_order": interleave([len(s.docs) for s in sets])}
+    results["seconds"] = round(time.perf_counter() - t0, 2)
+    return E.finish_results(results, rows, specs, out)
 
 
 # ---- results.md ------------------------------------------------------------------------------

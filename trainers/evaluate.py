@@ -288,6 +288,56 @@ def split_cached(specs: list[EvalModelSpec], out: Path, fingerprint_of: Callable
     return rows, todo
 
 
+def model_specs(given: list) -> list[EvalModelSpec]:
+    """``eval.models`` (or the models ``distill run`` passes) as specs, names unique."""
+    specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in given]
+    if len({s.name for s in specs}) != len(specs):
+        raise ConfigError("eval models: names must be unique")
+    return specs
+
+
+def run_models(cfg: RunConfig, specs: list[EvalModelSpec], out: Path, critic_specs: list, encoder: str | None,
+               fingerprint_of: Callable[[EvalModelSpec], str], generate_one: Callable[[EvalModelSpec], Any],
+               score_one: Callable[[list, Any], tuple[Any, list[dict]]], role_of: Callable[[EvalModelSpec], str]
+               ) -> dict[str, dict[str, Any]]:
+    """A task evaluation's two phases: every model without a stored result generates (one in memory
+    at a time), then one critic chain scores every new output list (``score_one(critics, outputs)
+    -> (metrics, items)``); each row is stored under its fingerprint. Returns {name: row}."""
+    rows, todo = split_cached(specs, out, fingerprint_of)
+    generated = generate_each(todo, generate_one)
+    if todo:
+        critics = build_critics(cfg, critic_specs, "eval.critics", encoder)
+        try:
+            for spec, folder in todo:
+                s0 = time.perf_counter()
+                outputs, gen_s = generated[spec.name]
+                metrics, items = score_one(critics, outputs)
+                row = {"name": spec.name, "spec": spec.model_dump(), "role": role_of(spec),
+                       "fingerprint": folder.fingerprint, "generate_seconds": round(gen_s, 2),
+                       "score_seconds": round(time.perf_counter() - s0, 2), "metrics": metrics, "items": items}
+                folder.finish(row)
+                rows[spec.name] = {**row, "cached": False}
+        finally:
+            close_critics(critics)
+    return rows
+
+
+def finish_results(results: dict[str, Any], rows: dict[str, dict[str, Any]], specs: list[EvalModelSpec],
+                   out: Path) -> dict[str, Any]:
+    """Write each model's items to ``generations/<name>.jsonl``, put the rows (in spec order) into
+    ``results["models"]``, attach a scored sheet, write results.json / results.md."""
+    for spec in specs:
+        items = rows[spec.name].pop("items")
+        atomic_write(out / "generations" / f"{spec.name}.jsonl",
+                     lambda f, items=items: f.write("".join(json.dumps(it, ensure_ascii=False) + "\n"
+                                                            for it in items).encode()))
+    results["models"] = [rows[s.name] for s in specs]
+    sheet.attach(results, out)
+    write_results(results, out)
+    results["output_dir"] = str(out)
+    return results
+
+
 def generate_each(todo: list[tuple[EvalModelSpec, RunFolder]], generate_one: Callable[[EvalModelSpec], Any]
                   ) -> dict[str, tuple[Any, float]]:
     """Phase 1 of an evaluation: each model's outputs and seconds, one model in memory at a time."""
