@@ -97,8 +97,9 @@ def _alias_lengths() -> dict[str, list[int]]:
 
 def norm_word(w: str) -> str:
     """Lowercase, possessive and plural ending removed; acronyms lose their dots."""
-    if w.replace(".", "").isupper() and len(w.replace(".", "")) >= 2:
-        return w.replace(".", "")  # an acronym keeps its case: "US" is not "us"
+    base = _POSSESSIVE.sub("", w).replace(".", "")
+    if base.isupper() and len(base) >= 2:
+        return base  # an acronym keeps its case ("US" is not "us") and loses a possessive ("ALP's")
     w = _POSSESSIVE.sub("", w.lower())
     if len(w) > 4 and w.endswith("ies"):
         return w[:-3] + "y"

@@ -270,3 +270,11 @@ def test_summary_mode_scores_and_thresholds():
     assert free.thresholds() == [("ent_added", "<=", 0.0), ("num_added", "<=", 0.0), ("time_added", "<=", 0.0),
                                  ("attr_mismatch", "<=", 0.0), ("modality_mismatch", "<=", 0.0)]
     assert build_critic("entities", {"max_dropped": None}).max_dropped is None
+
+
+def test_a_possessive_acronym_is_the_same_name():
+    c = ConsistencyCritic(max_dropped=None)
+    assert c.judge(Record(id="1", task="summarization", input="The ALP has a new policy on asylum seekers.",
+                          output="The ALP's policy on asylum seekers is new.")) is True
+    assert c.judge(Record(id="2", task="summarization", input="The ALP has a new policy.",
+                          output="The ASIO's policy is new.")) == (False, "entity_changed:ALP->ASIO's")
