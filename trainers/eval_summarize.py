@@ -48,7 +48,8 @@ from distill.config import EvalModelSpec, RunConfig, SummarizeInstructTask
 from distill.errors import ConfigError, DistillError
 from distill.trainers import evaluate as E
 from distill.trainers import sheet
-from distill.trainers.eval_commonsense import student_encoder, student_prompt
+from distill.trainers.eval_commonsense import instruction, student_encoder, student_prompt
+from distill.trainers.eval_commonsense import student_params as params
 
 DEFAULT_SETS = ("builtin:aclsum-test", "builtin:lee-docs-heldout")
 SHEET_LABELS = {
@@ -130,18 +131,6 @@ def teacher_task(cfg: RunConfig, spec: EvalModelSpec):
                           f"{len(base.few_shot)} examples (task.few_shot)")
     update = {"few_shot": list(base.few_shot[: spec.few_shot]), "instruction": spec.instruction or base.instruction}
     return SummarizeInstruct(base.model_copy(update=update), cfg.seed)
-
-
-def params(cfg: RunConfig, spec: EvalModelSpec):
-    from distill.generator.backends import SamplingParams
-
-    s = spec.sampling
-    return SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                          seed=cfg.seed)
-
-
-def instruction(cfg: RunConfig, spec: EvalModelSpec) -> str:
-    return spec.instruction or cfg.train.instruction
 
 
 def lead1(document: str) -> str:
