@@ -124,9 +124,11 @@ def _compatible(f: Frame, other: Text) -> bool:
     return any(g & set(f.tokens) and g & other.pool for g in _SAME_SOURCE)
 
 
-def compare_attribution(x: str, y: str, tx: Text, ty: Text) -> str | None:
+def compare_attribution(x: str, y: str, tx: Text, ty: Text, drops_free: bool = False) -> str | None:
     """The reason y's attribution differs from x's, or None. ``tx``/``ty`` are the
-    :class:`~distill.critics.names.Text` of x and y (their word pools)."""
+    :class:`~distill.critics.names.Text` of x and y (their word pools). ``drops_free``
+    (summaries): only a speaker y brings in fails, added over a bare claim or changed from x's
+    speakers; a speaker y leaves out does not."""
     fx, fy = frames(x), frames(y)
     if fy and not fx:
         # x that reports in a form the frames miss ("Scientists have found", "promised")
@@ -135,7 +137,7 @@ def compare_attribution(x: str, y: str, tx: Text, ty: Text) -> str | None:
         f = fy[0]
         if not _CUE.search(x) and not _compatible(f, tx):
             return f"attribution_added:{f.text}"
-    elif fx and not fy:
+    elif fx and not fy and not drops_free:
         f = fx[0]
         if not (_compatible(f, ty) and _CUE.search(y)):
             return f"attribution_dropped:{f.text}"
@@ -146,7 +148,7 @@ def compare_attribution(x: str, y: str, tx: Text, ty: Text) -> str | None:
         for f in fy:
             if not _compatible(f, tx) and not x_kept:
                 return f"attribution_changed:{fx[0].text}->{f.text}"
-        for f in fx:
+        for f in fx if not drops_free else ():
             if not _compatible(f, ty):
                 return f"attribution_changed:{f.text}->{fy[0].text}"
     return None

@@ -36,7 +36,6 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from distill.critics.attribution import _compatible as compatible
 from distill.critics.attribution import compare_attribution, frames
 from distill.critics.base import Critic, Verdict
 from distill.critics.names import Text
@@ -62,20 +61,6 @@ def _reason(prefix: str, added: list[str], dropped: list[str]) -> str:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def added_attribution(x: str, y: str, tx: Text, ty: Text) -> str | None:
-    """:func:`compare_attribution` with drops free: only a speaker y brings in fails, added
-    over a bare claim or changed from x's speakers (and, as there, not when y keeps one of x's
-    speakers and only describes another: "Qantas says" -> "Qantas ..., the airline says")."""
-    fx, fy = frames(x), frames(y)
-    if not fy:
-        return None
-    if not fx:
-        return compare_attribution(x, y, tx, ty)  # the added case, judged as always
-    x_kept = any(not f.pronoun and compatible(f, ty) for f in fx)
-    new = next((f for f in fy if not compatible(f, tx)), None)
-    return f"attribution_changed:{fx[0].text}->{new.text}" if new is not None and not x_kept else None
 
 
 class ConsistencyCritic(Critic):
@@ -165,7 +150,7 @@ class ConsistencyCritic(Critic):
         items += len(times(x)) + len(times(y))
         issues += self._issues(t_add, t_drop)
 
-        attr = (added_attribution if self.drops_free else compare_attribution)(x, y, tx, ty)
+        attr = compare_attribution(x, y, tx, ty, drops_free=self.drops_free)
         s["attr_mismatch"] = float(attr is not None)
         if attr:
             reasons["attribution"] = attr

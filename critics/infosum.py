@@ -44,6 +44,7 @@ import math
 from typing import Any
 
 from distill.critics.base import Critic, Threshold, Verdict, above, below
+from distill.critics.likelihood import scoring_backend
 from distill.errors import DistillError
 from distill.record import Record
 
@@ -115,16 +116,7 @@ class InfoSumCritic(Critic):
                        if settings[key] is not None]
         self.batch_size, self.memo_size = records_per_call, memo_size
         self._base: dict[tuple[str, str], tuple[float, int]] = {}  # ("x" | "y", text) -> (sum, tokens)
-        if backend is not None and (teacher is not None or model is not None):
-            raise DistillError("infosum: pass backend, or teacher and/or model, not both")
-        self._owns_backend = backend is None
-        if backend is None:
-            from distill.config import TeacherConfig
-            from distill.generator.backends import make_backend
-
-            cfg = teacher if isinstance(teacher, TeacherConfig) else TeacherConfig(**dict(teacher or {}))
-            backend = make_backend(cfg.model_copy(update={"model": model}) if model is not None else cfg)
-        self.backend = backend
+        self.backend, self._owns_backend = scoring_backend("infosum", backend, teacher, model)
 
     def thresholds(self) -> list[Threshold]:
         return [(score, ">" if kind == "min" else "<", value) for score, kind, value in self.bounds]

@@ -46,6 +46,21 @@ def default_instruction() -> str:
     return ParaphraseInstructTask.model_fields["instruction"].default
 
 
+def scoring_backend(who: str, backend: Any, teacher: Any, model: str | None) -> tuple[Any, bool]:
+    """(the backend a scoring critic uses, whether the critic built it and so closes it):
+    ``backend`` as given, else one built from ``teacher`` (a ``TeacherConfig`` or its dict)
+    with ``model`` replacing its model."""
+    if backend is not None and (teacher is not None or model is not None):
+        raise DistillError(f"{who}: pass backend, or teacher and/or model, not both")
+    if backend is not None:
+        return backend, False
+    from distill.config import TeacherConfig
+    from distill.generator.backends import make_backend
+
+    cfg = teacher if isinstance(teacher, TeacherConfig) else TeacherConfig(**dict(teacher or {}))
+    return make_backend(cfg.model_copy(update={"model": model}) if model is not None else cfg), True
+
+
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else -math.inf
 
@@ -88,16 +103,7 @@ class LikelihoodCritic(Critic):
         self.minimums = {"lik_forward": float(min_forward), "lik_backward": float(min_backward)}
         self.batch_size, self.memo_size = records_per_call, memo_size
         self._base: dict[str, float] = {}
-        if backend is not None and (teacher is not None or model is not None):
-            raise DistillError("likelihood: pass backend, or teacher and/or model, not both")
-        self._owns_backend = backend is None
-        if backend is None:
-            from distill.config import TeacherConfig
-            from distill.generator.backends import make_backend
-
-            cfg = teacher if isinstance(teacher, TeacherConfig) else TeacherConfig(**dict(teacher or {}))
-            backend = make_backend(cfg.model_copy(update={"model": model}) if model is not None else cfg)
-        self.backend = backend
+        self.backend, self._owns_backend = scoring_backend("likelihood", backend, teacher, model)
 
     def thresholds(self) -> list[tuple[str, str, float]]:
         return [(f"lik_{d}", ">=", self.minimums[f"lik_{d}"]) for d in self.dirs]

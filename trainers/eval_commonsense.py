@@ -235,6 +235,9 @@ def run_commonsense_eval(cfg: RunConfig, progress: bool = True, models: list | N
     return E.finish_results(results, rows, specs, out)
 
 
+run = run_commonsense_eval  # what distill.trainers.evaluate.run_eval calls for this task
+
+
 # ---- results.md ------------------------------------------------------------------------------
 
 def _pct(v: float) -> str:

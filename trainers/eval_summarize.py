@@ -304,6 +304,9 @@ def run_summarize_eval(cfg: RunConfig, progress: bool = True, models: list | Non
     return E.finish_results(results, rows, specs, out)
 
 
+run = run_summarize_eval  # what distill.trainers.evaluate.run_eval calls for this task
+
+
 # ---- results.md ------------------------------------------------------------------------------
 
 def _pct(v: float) -> str:

@@ -348,6 +348,19 @@ def generate_each(todo: list[tuple[EvalModelSpec, RunFolder]], generate_one: Cal
     return generated
 
 
+#: tasks with an evaluation of their own (results.json's "task"): a module with ``run`` (run_eval's
+#: arguments), ``markdown(results)`` (results.md) and ``report(results)`` (what the CLI prints)
+TASK_EVALUATIONS = {"commonsense": "distill.trainers.eval_commonsense",
+                    "summarization": "distill.trainers.eval_summarize"}
+
+
+def task_evaluation(task: str | None):
+    """The module evaluating ``task`` its own way, or None (paraphrase: this module)."""
+    import importlib
+
+    return importlib.import_module(TASK_EVALUATIONS[task]) if task in TASK_EVALUATIONS else None
+
+
 def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
              backend_factory: Callable[[EvalModelSpec], Any] | None = None) -> dict[str, Any]:
     """Evaluate ``models`` (EvalModelSpec or dicts; None: ``cfg.eval.models``), reusing
@@ -355,19 +368,11 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
     return what results.json holds. ``backend_factory`` (tests) replaces make_backend.
     The commonsense and summarization tasks have their own evaluations
     (:mod:`distill.trainers.eval_commonsense`, :mod:`distill.trainers.eval_summarize`)."""
-    if cfg.task.name == "commonsense":
-        from distill.trainers.eval_commonsense import run_commonsense_eval
-
-        return run_commonsense_eval(cfg, progress, models, backend_factory)
-    if cfg.task.name.startswith("summarize"):
-        from distill.trainers.eval_summarize import run_summarize_eval
-
-        return run_summarize_eval(cfg, progress, models, backend_factory)
+    own = task_evaluation("summarization" if cfg.task.name.startswith("summarize") else cfg.task.name)
+    if own is not None:
+        return own.run(cfg, progress, models, backend_factory)
     t0 = time.perf_counter()
-    given = cfg.eval.models if models is None else models
-    specs = [m if isinstance(m, EvalModelSpec) else EvalModelSpec.model_validate(m) for m in given]
-    if len({s.name for s in specs}) != len(specs):
-        raise ConfigError("eval models: names must be unique")
+    specs = model_specs(cfg.eval.models if models is None else models)
     out = eval_dir(cfg)
     inputs, source = load_inputs(cfg)
     critic_specs = cfg.eval.critics if cfg.eval.critics is not None else cfg.filter.critics
@@ -408,12 +413,8 @@ def run_eval(cfg: RunConfig, progress: bool = True, models: list | None = None,
 
 
 def write_results(results: dict[str, Any], out: Path) -> None:
-    if results.get("task") == "commonsense":
-        from distill.trainers.eval_commonsense import markdown as write_md
-    elif results.get("task") == "summarization":
-        from distill.trainers.eval_summarize import markdown as write_md
-    else:
-        write_md = markdown
+    own = task_evaluation(results.get("task"))
+    write_md = own.markdown if own is not None else markdown
     atomic_write_json(out / "results.json", {k: v for k, v in results.items() if k != "output_dir"})
     atomic_write(out / "results.md", lambda f: f.write(write_md(results).encode()))
 
@@ -493,15 +494,9 @@ def cli_eval(cfg: RunConfig, progress: bool = True, sheet_n: int | None = None, 
     if sheet_n is not None:
         return sheet.cli_write(cfg, sheet_n, sheet_copy, progress)
     res = run_eval(cfg, progress=progress)
-    if res.get("task") == "commonsense":
-        from distill.trainers.eval_commonsense import report
-
-        print(report(res))
-        return 0
-    if res.get("task") == "summarization":
-        from distill.trainers.eval_summarize import report
-
-        print(report(res))
+    own = task_evaluation(res.get("task"))
+    if own is not None:
+        print(own.report(res))
         return 0
     print("\n" + table(res))
     cached = [r["name"] for r in res["models"] if r["cached"]]
