@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections import defaultdict
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -186,13 +185,9 @@ class TransformersBackend(Backend):
             eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
         )
         with torch.inference_mode():
-            extra = {"past_key_values": cache} if cache is not None else {}
-            with warnings.catch_warnings():
-                # transformers 5.x renames generate's `past_key_values` to `cache` (a FutureWarning);
-                # the old name is the one every supported version (>= 4.56) accepts
-                warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
-                seqs = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
-                                           stopping_criteria=stopping, **extra)
+            extra = {self._cache_arg(): cache} if cache is not None else {}
+            seqs = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
+                                       stopping_criteria=stopping, **extra)
         results = []
         for row in seqs[:, width:].tolist():
             n = len(row)
@@ -254,8 +249,8 @@ class TransformersBackend(Backend):
             pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
             extra = {"logits_to_keep": 1} if self._keeps_logits() else {}  # the logits are not used
             out = self.model(input_ids=ids[:, plen:-1], attention_mask=mask[:, :-1], position_ids=pos[:, plen:-1],
-                             past_key_values=cache, use_cache=True, **extra)
-            cache = out.past_key_values
+                             use_cache=True, **{self._cache_arg(): cache}, **extra)
+            cache = self._cache_of(out)
         if not isinstance(cache, DynamicCache) or cache.get_seq_length() != width - 1:
             return None, None  # a cache kind this layout is not known to be right for: prefill every row
         pick = torch.tensor(row_to_distinct, device=self.device)
@@ -282,13 +277,26 @@ class TransformersBackend(Backend):
         key = head[:common]
         extra = {"logits_to_keep": 1} if self._keeps_logits() else {}
         out = self.model(input_ids=self._torch.tensor([key], device=self.device), use_cache=True, **extra)
-        cache = out.past_key_values
+        cache = self._cache_of(out)
         if not isinstance(cache, DynamicCache) or cache.get_seq_length() != common:
             return 0, None
         self._prefixes[key] = cache
         while len(self._prefixes) > self.max_prefixes:
             self._prefixes.popitem(last=False)
         return common, cache
+
+    def _cache_arg(self) -> str:
+        """The name forward and generate take a KV cache by: ``cache`` since transformers 5.2x
+        (``past_key_values`` still works there, with a deprecation warning), ``past_key_values``
+        before."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
+    @staticmethod
+    def _cache_of(out):
+        cache = getattr(out, "cache", None)
+        return cache if cache is not None else out.past_key_values
 
     def first_token_ids(self, candidates: Sequence[str]) -> list[int]:
         """The first token id of each candidate string (no special tokens added)."""
