@@ -201,3 +201,46 @@ def test_real_default_model_on_five_inputs(tmp_path):
     t0 = time.perf_counter()
     again = run_eval(cfg, progress=False)
     assert all(r["cached"] for r in again["models"]) and time.perf_counter() - t0 < 30
+
+
+def test_a_critic_both_eval_chains_name_is_built_once_and_judges_each_pair_once(monkeypatch):
+    # eval.critics and eval.meaning_critics both name `entities` (as the examples do with the
+    # filter's entities and likelihood): one instance serves both chains, and a pair it judged
+    # for the first chain is not judged again for the second; verdicts are the same as unshared.
+    from distill.config import CriticSpec
+    from distill.critics import registry
+    from distill.critics.base import Critic
+    from distill.record import Record
+    from distill.trainers import evaluate as E
+
+    built, judged = [], []
+
+    class Counting(Critic):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def judge_batch(self, records):
+            judged.extend((self.name, r.output) for r in records)
+            return [True if self.name not in r.output else (False, f"has_{self.name}") for r in records]
+
+    monkeypatch.setattr(registry, "build_critic",
+                        lambda type_, kwargs, where, teacher, encoder: built.append(where) or Counting(type_))
+    main = [CriticSpec(type="copy"), CriticSpec(type="entities")]
+    meaning = [CriticSpec(type="entities"), CriticSpec(type="copy", extra=1)]  # not main's copy: its own
+    both = {E._spec_key(c) for c in main} & {E._spec_key(c) for c in meaning}
+    shared: dict = {}
+    chain = E.build_critics(RunConfig(), main, "eval.critics", None, both, shared)
+    mchain = E.build_critics(RunConfig(), meaning, "eval.meaning_critics", None, both, shared)
+    assert built == ["eval.critics[0]", "eval.critics[1]", "eval.meaning_critics[1]"]
+    assert chain[1] is mchain[0] and isinstance(chain[1], E.SharedCritic) and not isinstance(chain[0], E.SharedCritic)
+    outs = ["fine", "a copy here", "entities changed", "fine too"]
+
+    def records():
+        return [Record(id=str(i), task="paraphrase", input="x", output=y) for i, y in enumerate(outs)]
+
+    assert E.judge_records(chain, records()) == ({"0", "3"}, {"1": "copy:has_copy", "2": "entities:has_entities"})
+    assert E.judge_records(mchain, records()) == ({"0", "3"}, {"1": "copy:has_copy", "2": "entities:has_entities"})
+    # the shared entities judged the three pairs copy kept, then, for the meaning chain, only the new one
+    assert [o for n, o in judged if n == "entities"] == ["fine", "entities changed", "fine too", "a copy here"]
+    assert [o for n, o in judged if n == "copy"] == outs + ["fine", "a copy here", "fine too"]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distill.config import EvalModelSpec, ParaphraseInstructTask, RunConfig
+from distill.critics.base import Critic
 from distill.errors import ConfigError
 from distill.rundir import RunFolder
 from distill.shards import atomic_write, atomic_write_json
@@ -189,8 +190,12 @@ class Scorer:
         from distill.critics.embed import Encoder
 
         self.encoder = Encoder(encoder, cache_path=out / "embeddings.sqlite")
-        self.critics = build_critics(cfg, critic_specs, "eval.critics", encoder)
-        self.meaning = build_critics(cfg, meaning_specs, "eval.meaning_critics", encoder)
+        # a critic both chains name (the filter's entities and likelihood, say) is built once,
+        # and a pair it has judged for one chain is not judged again for the other
+        both = {_spec_key(c) for c in critic_specs} & {_spec_key(c) for c in meaning_specs}
+        shared: dict[str, Any] = {}
+        self.critics = build_critics(cfg, critic_specs, "eval.critics", encoder, both, shared)
+        self.meaning = build_critics(cfg, meaning_specs, "eval.meaning_critics", encoder, both, shared)
         self._x_tokens: dict[str, Any] = {}
 
     def score(self, inputs: list[str], outputs: list[str]) -> list[dict[str, Any]]:
@@ -223,15 +228,55 @@ class Scorer:
                                        for i, (x, y) in enumerate(zip(inputs, outputs))])
 
     def close(self) -> None:
-        close_critics(self.critics + self.meaning)
+        close_critics(list({id(c): c for c in self.critics + self.meaning}.values()))
         self.encoder.close()
 
 
-def build_critics(cfg: RunConfig, specs: list, where: str, encoder: str | None) -> list:
+def _spec_key(spec) -> str:
+    return json.dumps(spec.model_dump(), sort_keys=True, default=str)
+
+
+def build_critics(cfg: RunConfig, specs: list, where: str, encoder: str | None, share: set[str] = frozenset(),
+                  shared: dict[str, Any] | None = None) -> list:
+    """The critics of ``specs``; those whose spec is in ``share`` are built once into ``shared``
+    (by spec) and wrapped in :class:`SharedCritic`, so chains naming the same critic use one."""
     from distill.critics.registry import build_critic
 
-    return [build_critic(c.type, c.kwargs(), where=f"{where}[{n}]", teacher=cfg.teacher, encoder=encoder)
-            for n, c in enumerate(specs)]
+    out = []
+    for n, c in enumerate(specs):
+        key = _spec_key(c)
+        if key in share and shared is not None and key in shared:
+            out.append(shared[key])
+            continue
+        critic = build_critic(c.type, c.kwargs(), where=f"{where}[{n}]", teacher=cfg.teacher, encoder=encoder)
+        if key in share and shared is not None:
+            critic = shared[key] = SharedCritic(critic)
+        out.append(critic)
+    return out
+
+
+class SharedCritic(Critic):
+    """A critic used by more than one chain: each distinct (input, output) pair is judged by
+    the wrapped critic once and its verdict reused (critics judge a pair on the pair alone)."""
+
+    def __init__(self, inner: Critic) -> None:
+        super().__init__(keep_rejects=True)
+        self.inner = inner
+        self.name, self.batch_size, self.score_names = inner.name, inner.batch_size, inner.score_names
+        self.verdicts: dict[tuple[str, str], Any] = {}
+
+    def judge_batch(self, records: list) -> list:
+        todo = list({(r.input, r.output): r for r in records if (r.input, r.output) not in self.verdicts}.values())
+        if todo:
+            self.verdicts.update(zip(((r.input, r.output) for r in todo), self.inner.judge_batch(todo)))
+        return [self.verdicts[(r.input, r.output)] for r in records]
+
+    def thresholds(self) -> list:
+        return self.inner.thresholds()
+
+    def close(self) -> None:
+        if hasattr(self.inner, "close"):
+            self.inner.close()
 
 
 def judge_records(critics: list, records: list) -> tuple[set[str], dict[str, str]]:
