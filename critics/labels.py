@@ -16,11 +16,11 @@ Both need ``id``, ``x``, ``y``, ``label`` and ``split`` (``train``, ``dev`` or `
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.jsonl import read_objects
 
 LETTERS = ("P", "C", "M", "D")
 #: the kinds of a meaning change (``M``) the labelling guide names; others are accepted as given
@@ -60,12 +60,10 @@ class LabelRow:
     kinds: tuple[str, ...] = ()
 
 
-def _row(d: object, n: int, p: Path, upstream: tuple[str, ...]) -> LabelRow:
+def _row(d: dict, n: int, p: Path, upstream: tuple[str, ...]) -> LabelRow:
     def bad(msg: str) -> DistillError:
         return DistillError(f"{p} line {n}: {msg}")
 
-    if not isinstance(d, dict):
-        raise bad(f"expected a JSON object, got {type(d).__name__}")
     missing = [k for k in ("id", "x", "y", "label", "split") if k not in d]
     if missing:
         raise bad(f"missing field(s) {missing}")
@@ -105,23 +103,12 @@ def read_labels(path: str | Path, upstream: tuple[str, ...] = ()) -> list[LabelR
         raise DistillError(f"labels file not found: {p}")
     rows: list[LabelRow] = []
     seen: dict[str, int] = {}
-    with p.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DistillError(f"{p} line {n}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DistillError(f"{p} line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
-            row = _row(d, n, p, upstream)
-            if row.id in seen:
-                raise DistillError(f"{p} line {n}: duplicate id {row.id!r} (first on line {seen[row.id]})")
-            seen[row.id] = n
-            rows.append(row)
+    for n, d in read_objects(p):
+        row = _row(d, n, p, upstream)
+        if row.id in seen:
+            raise DistillError(f"{p} line {n}: duplicate id {row.id!r} (first on line {seen[row.id]})")
+        seen[row.id] = n
+        rows.append(row)
     if not rows:
         raise DistillError(f"{p}: no labelled rows (empty file)")
     return rows

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.jsonl import read_objects
 
 
 def read_rows(path: str | Path, field: str) -> list[dict[str, Any]]:
@@ -22,30 +22,21 @@ def read_rows(path: str | Path, field: str) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise DistillError(f"seed file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DistillError(f"{p}: not UTF-8 text ({e})") from e
     rows: list[dict[str, Any]] = []
-    jsonl = p.suffix in (".jsonl", ".ndjson")
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if not jsonl:
-            rows.append({field: line.strip(), "_line": n})
-            continue
+    if p.suffix in (".jsonl", ".ndjson"):
+        for n, obj in read_objects(p):
+            if field not in obj:
+                raise DistillError(f"{p} line {n}: no field {field!r} (fields: {', '.join(obj) or 'none'})")
+            if not isinstance(obj[field], str) or not obj[field].strip():
+                raise DistillError(f"{p} line {n}: field {field!r} is empty or not a string")
+            obj["_line"] = n
+            rows.append(obj)
+    else:
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DistillError(f"{p} line {n}: invalid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DistillError(f"{p} line {n}: expected a JSON object, got {type(obj).__name__}")
-        if field not in obj:
-            raise DistillError(f"{p} line {n}: no field {field!r} (fields: {', '.join(obj) or 'none'})")
-        if not isinstance(obj[field], str) or not obj[field].strip():
-            raise DistillError(f"{p} line {n}: field {field!r} is empty or not a string")
-        obj["_line"] = n
-        rows.append(obj)
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise DistillError(f"{p}: not UTF-8 text ({e})") from e
+        rows = [{field: line.strip(), "_line": n} for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not rows:
         raise DistillError(f"{p}: no inputs (the file is empty or blank)")
     return rows

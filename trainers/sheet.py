@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.jsonl import read_objects
 from distill.shards import atomic_write, atomic_write_json
 
 LABELS = {"P": "same meaning, visibly reworded (the only class a critic should keep)",
@@ -76,7 +77,7 @@ def _outputs(eval_out: Path, name: str) -> list[dict[str, Any]]:
     path = Path(eval_out) / "generations" / f"{name}.jsonl"
     if not path.is_file():
         raise DistillError(f"{path} is missing: run `distill eval` (or `distill run`) again before writing a sheet")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [obj for _, obj in read_objects(path)]
 
 
 def _has_labels(folder: Path) -> bool:
@@ -174,17 +175,7 @@ def read_filled(path: Path) -> list[tuple[int, dict[str, Any]]]:
         return [(reader.line_num, row) for row in reader]
     if path.suffix.lower() != ".jsonl":
         raise DistillError(f"{path}: a sheet is a .jsonl or .csv file")
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DistillError(f"{path}:{n}: not a JSON object ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DistillError(f"{path}:{n}: not a JSON object")
-            out.append((n, row))
-    return out
+    return read_objects(path)
 
 
 def _kinds(value: Any, where: str, allowed: tuple[str, ...] = KINDS) -> list[str]:

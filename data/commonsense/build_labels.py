@@ -23,6 +23,8 @@ import random
 import sys
 from pathlib import Path
 
+from distill.jsonl import read_objects
+
 KINDS = ("wrong_relation", "implausible", "unrelated", "contradicts", "malformed", "vague")
 
 
@@ -60,11 +62,10 @@ def sheets(run: Path, out: Path, n: int, batches: int, overlap: int, seed: int) 
 
 
 def merge(folder: Path, dest: Path) -> None:
-    key = {k["oid"]: k for k in map(json.loads, (folder / "key.jsonl").read_text().splitlines())}
+    key = {k["oid"]: k for _, k in read_objects(folder / "key.jsonl")}
     got: dict[str, list[dict]] = {}
     for p in sorted(folder.glob("batch-*.labelled.jsonl")):
-        for n, line in enumerate(p.read_text().splitlines(), 1):
-            row = json.loads(line)
+        for n, row in read_objects(p):
             if row.get("label") not in ("A", "R"):
                 sys.exit(f"{p} line {n}: label must be A or R, not {row.get('label')!r}")
             got.setdefault(row["oid"], []).append(row)

@@ -33,7 +33,7 @@ STRICT = {"M": 3, "D": 2, "C": 1, "P": 0}
 
 
 def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [obj for _, obj in read_objects(path)]
 
 
 def run_candidates(source: str, run: Path) -> list[dict]:
@@ -69,6 +69,7 @@ def keep_chain(spec: dict[str, dict], pool: list[dict]) -> list[dict]:
 
 
 from distill.critics.labels import split_of  # noqa: E402  (one split rule for every labels file)
+from distill.jsonl import read_objects  # noqa: E402
 
 
 def cmd_sheets(a) -> None:
@@ -108,10 +109,7 @@ def cmd_sheets(a) -> None:
 
 def read_labels(path: Path) -> dict[str, dict]:
     out = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for n, row in read_objects(path):
         lab = str(row.get("label", "")).strip().upper()
         kinds = [k for k in row.get("kinds") or [] if k]
         if lab not in LABELS or any(k not in KINDS for k in kinds):

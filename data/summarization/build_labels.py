@@ -21,6 +21,8 @@ import json
 import random
 from pathlib import Path
 
+from distill.jsonl import read_objects
+
 LABELS = ("G", "E", "U", "O")
 
 
@@ -49,7 +51,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [obj for _, obj in read_objects(path)]
 
 
 def sheets(run_dir: Path, out: Path, per_batch: int, seed: int) -> None:
