@@ -156,8 +156,8 @@ def _count_shared(backend, monkeypatch) -> list[int]:
     shared = []
     real = backend._shared_prefill
 
-    def spy(prompts):
-        enc, cache = real(prompts)
+    def spy(prompts, max_new_tokens=0):
+        enc, cache = real(prompts, max_new_tokens)
         if cache is not None:
             shared.append(len(prompts))
         return enc, cache
@@ -246,6 +246,19 @@ def test_few_shot_prefix_is_prefilled_once_across_prompts_batches_and_calls(back
     off = _texts(backend, reqs, share=False)
     assert first == again == alone == off
     assert len({t for r in first for t, _, _ in r}) > 3
+
+
+@pytest.mark.slow
+def test_no_shared_prefix_when_padding_would_fall_inside_a_sliding_window(backend, monkeypatch):
+    # padding would count inside a sliding attention window, and a sliding cache keeps only the
+    # window: with a window shorter than prompt + answer every row prefills alone (same samples)
+    params = SamplingParams(max_tokens=8, temperature=0.8, seed=4)
+    reqs = [Request(FEW_SHOT[:-1] + [{"role": "user", "content": f"Paraphrase: {s}"}], params, (0, 1))
+            for s in ("The road is closed.", "Officials said the talks had ended without agreement.")]
+    backend._prefixes.clear()
+    monkeypatch.setattr(backend.model.config, "sliding_window", 64, raising=False)
+    assert _texts(backend, reqs, share=True) == _texts(backend, reqs, share=False)
+    assert not backend._prefixes
 
 
 @pytest.mark.slow

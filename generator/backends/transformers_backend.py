@@ -164,7 +164,7 @@ class TransformersBackend(Backend):
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         with torch.inference_mode():
-            enc, cache = self._shared_prefill(prompts) if self.share_prefill else (None, None)
+            enc, cache = self._shared_prefill(prompts, params.max_tokens) if self.share_prefill else (None, None)
         if enc is None:
             enc = self.tok.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
         width = enc["input_ids"].shape[1]
@@ -208,7 +208,7 @@ class TransformersBackend(Backend):
     min_shared_prefix = 16
     max_prefixes = 2
 
-    def _shared_prefill(self, prompts: list[list[int]]):
+    def _shared_prefill(self, prompts: list[list[int]], max_new_tokens: int = 0):
         """(input_ids, attention_mask, KV cache of every row but its last token) for a batch, or
         (None, None) when nothing is shared (every row its own prompt, no cached prefix), and
         generate then left-pads and prefills every row itself.
@@ -224,6 +224,9 @@ class TransformersBackend(Backend):
         is prefilled alone. The rest of each distinct prompt but its last token is then run once
         on top of the prefix cache, and the cache is gathered to the rows. Given it and the full
         input_ids / attention_mask, ``generate`` runs only the last prompt token and decodes.
+
+        A model with sliding-window attention counts padding inside the window and keeps only
+        the window in its cache, so there nothing is shared unless prompt and answer fit in it.
         """
         torch = self._torch
         from transformers import DynamicCache
@@ -231,6 +234,9 @@ class TransformersBackend(Backend):
         first: dict[tuple[int, ...], int] = {}
         row_to_distinct = [first.setdefault(tuple(p), len(first)) for p in prompts]
         distinct = list(first)
+        window = getattr(self.model.config, "sliding_window", None)
+        if window and max(map(len, distinct)) + max_new_tokens > window:
+            return None, None
         plen, base = self._cached_prefix(distinct)
         if base is None and len(distinct) == len(prompts):
             return None, None
