@@ -228,10 +228,9 @@ def test_a_critic_both_eval_chains_name_is_built_once_and_judges_each_pair_once(
                         lambda type_, kwargs, where, teacher, encoder: built.append(where) or Counting(type_))
     main = [CriticSpec(type="copy"), CriticSpec(type="entities")]
     meaning = [CriticSpec(type="entities"), CriticSpec(type="copy", extra=1)]  # not main's copy: its own
-    both = {E._spec_key(c) for c in main} & {E._spec_key(c) for c in meaning}
-    shared: dict = {}
-    chain = E.build_critics(RunConfig(), main, "eval.critics", None, both, shared)
-    mchain = E.build_critics(RunConfig(), meaning, "eval.meaning_critics", None, both, shared)
+    shared = dict.fromkeys({E._spec_key(c) for c in main} & {E._spec_key(c) for c in meaning})
+    chain = E.build_critics(RunConfig(), main, "eval.critics", None, shared)
+    mchain = E.build_critics(RunConfig(), meaning, "eval.meaning_critics", None, shared)
     assert built == ["eval.critics[0]", "eval.critics[1]", "eval.meaning_critics[1]"]
     assert chain[1] is mchain[0] and isinstance(chain[1], E.SharedCritic) and not isinstance(chain[0], E.SharedCritic)
     outs = ["fine", "a copy here", "entities changed", "fine too"]

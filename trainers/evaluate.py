@@ -192,10 +192,9 @@ class Scorer:
         self.encoder = Encoder(encoder, cache_path=out / "embeddings.sqlite")
         # a critic both chains name (the filter's entities and likelihood, say) is built once,
         # and a pair it has judged for one chain is not judged again for the other
-        both = {_spec_key(c) for c in critic_specs} & {_spec_key(c) for c in meaning_specs}
-        shared: dict[str, Any] = {}
-        self.critics = build_critics(cfg, critic_specs, "eval.critics", encoder, both, shared)
-        self.meaning = build_critics(cfg, meaning_specs, "eval.meaning_critics", encoder, both, shared)
+        shared = dict.fromkeys({_spec_key(c) for c in critic_specs} & {_spec_key(c) for c in meaning_specs})
+        self.critics = build_critics(cfg, critic_specs, "eval.critics", encoder, shared)
+        self.meaning = build_critics(cfg, meaning_specs, "eval.meaning_critics", encoder, shared)
         self._x_tokens: dict[str, Any] = {}
 
     def score(self, inputs: list[str], outputs: list[str]) -> list[dict[str, Any]]:
@@ -236,20 +235,21 @@ def _spec_key(spec) -> str:
     return json.dumps(spec.model_dump(), sort_keys=True, default=str)
 
 
-def build_critics(cfg: RunConfig, specs: list, where: str, encoder: str | None, share: set[str] = frozenset(),
+def build_critics(cfg: RunConfig, specs: list, where: str, encoder: str | None,
                   shared: dict[str, Any] | None = None) -> list:
-    """The critics of ``specs``; those whose spec is in ``share`` are built once into ``shared``
-    (by spec) and wrapped in :class:`SharedCritic`, so chains naming the same critic use one."""
+    """The critics of ``specs``. A spec whose key (:func:`_spec_key`) is in ``shared`` is built
+    once, wrapped in :class:`SharedCritic` and stored there, so chains naming it use one."""
     from distill.critics.registry import build_critic
 
+    shared = {} if shared is None else shared
     out = []
     for n, c in enumerate(specs):
         key = _spec_key(c)
-        if key in share and shared is not None and key in shared:
+        if shared.get(key) is not None:
             out.append(shared[key])
             continue
         critic = build_critic(c.type, c.kwargs(), where=f"{where}[{n}]", teacher=cfg.teacher, encoder=encoder)
-        if key in share and shared is not None:
+        if key in shared:
             critic = shared[key] = SharedCritic(critic)
         out.append(critic)
     return out

@@ -22,9 +22,9 @@ once per backend.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
-from collections import defaultdict
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 
 from distill.devices import pick_device, pick_dtype, release_model
@@ -76,6 +76,12 @@ class TransformersBackend(Backend):
                 f"time here: pass a local folder or a model already in the Hugging Face cache."
             ) from e
         self.model.eval()
+        # what this transformers version's forward takes, read once: a KV cache as `cache` (5.2x;
+        # `past_key_values` still works there, with a deprecation warning) or `past_key_values`,
+        # and `logits_to_keep` (the LM head run on the last positions only)
+        forward_args = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in forward_args
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
@@ -185,7 +191,7 @@ class TransformersBackend(Backend):
             eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
         )
         with torch.inference_mode():
-            extra = {self._cache_arg(): cache} if cache is not None else {}
+            extra = {self._cache_arg: cache} if cache is not None else {}
             seqs = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
                                        stopping_criteria=stopping, **extra)
         results = []
@@ -253,9 +259,9 @@ class TransformersBackend(Backend):
             cache.batch_repeat_interleave(len(distinct))
         if width - 1 > plen:  # the prompts' own tokens but the last, on top of the prefix
             pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-            extra = {"logits_to_keep": 1} if self._keeps_logits() else {}  # the logits are not used
+            extra = {"logits_to_keep": 1} if self._keeps_logits else {}  # the logits are not used
             out = self.model(input_ids=ids[:, plen:-1], attention_mask=mask[:, :-1], position_ids=pos[:, plen:-1],
-                             use_cache=True, **{self._cache_arg(): cache}, **extra)
+                             use_cache=True, **{self._cache_arg: cache}, **extra)
             cache = self._cache_of(out)
         if not isinstance(cache, DynamicCache) or cache.get_seq_length() != width - 1:
             return None, None  # a cache kind this layout is not known to be right for: prefill every row
@@ -281,7 +287,7 @@ class TransformersBackend(Backend):
         if len(distinct) < 2 or common < self.min_shared_prefix:
             return 0, None
         key = head[:common]
-        extra = {"logits_to_keep": 1} if self._keeps_logits() else {}
+        extra = {"logits_to_keep": 1} if self._keeps_logits else {}
         out = self.model(input_ids=self._torch.tensor([key], device=self.device), use_cache=True, **extra)
         cache = self._cache_of(out)
         if not isinstance(cache, DynamicCache) or cache.get_seq_length() != common:
@@ -290,14 +296,6 @@ class TransformersBackend(Backend):
         while len(self._prefixes) > self.max_prefixes:
             self._prefixes.popitem(last=False)
         return common, cache
-
-    def _cache_arg(self) -> str:
-        """The name forward and generate take a KV cache by: ``cache`` since transformers 5.2x
-        (``past_key_values`` still works there, with a deprecation warning), ``past_key_values``
-        before."""
-        import inspect
-
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     @staticmethod
     def _cache_of(out):
@@ -313,11 +311,6 @@ class TransformersBackend(Backend):
                 raise DistillError(f"candidate {c!r} encodes to no tokens")
             out.append(ids[0])
         return out
-
-    def _keeps_logits(self) -> bool:
-        import inspect
-
-        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def next_token_logprobs(self, prompts: Sequence[Prompt], candidates: Sequence[str]) -> list[dict[str, float]]:
         """One forward pass per batch (longest prompts first, left padding); log-softmax of the
@@ -341,7 +334,7 @@ class TransformersBackend(Backend):
             # Left padding: positions must count real tokens only, as generate() does, or the
             # padded rows would see shifted positions and give other numbers than alone.
             pos = (mask.cumsum(-1) - 1).clamp_(min=0)
-            extra = {"logits_to_keep": 1} if self._keeps_logits() else {}  # skip the LM head elsewhere
+            extra = {"logits_to_keep": 1} if self._keeps_logits else {}  # skip the LM head elsewhere
             with torch.inference_mode():
                 logits = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
                                     use_cache=False, **extra).logits[:, -1, :]
@@ -377,7 +370,7 @@ class TransformersBackend(Backend):
             mask = enc["attention_mask"]
             pos = (mask.cumsum(-1) - 1).clamp_(min=0)  # count real tokens only, as in next_token_logprobs
             keep = max(len(rows[i][1]) for i in batch) + 1
-            extra = {"logits_to_keep": keep} if self._keeps_logits() else {}
+            extra = {"logits_to_keep": keep} if self._keeps_logits else {}
             with torch.inference_mode():
                 logits = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
                                     use_cache=False, **extra).logits[:, -keep:-1, :].float()
